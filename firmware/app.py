@@ -1,0 +1,460 @@
+"""The terminal: wires buttons, hall rules, the outbox, printer, display, voice and MQTT.
+
+Data flows one way: press -> hall decision -> event stamped and appended to the flash
+outbox (durable) -> state applied -> printed / displayed / announced -> published
+later by the publisher task. Nothing here waits for the network.
+"""
+import gc
+import json
+
+import asyncio
+
+from firmware import calendar, messages, store
+from firmware.envelope import Stamper, chain_hash, ZERO_PREV
+from firmware.hall import Hall, Refused
+from firmware.outbox import Outbox, OutboxFull
+from firmware.rating import RatingPad, IDLE, REASON
+from firmware import printer_status, ticket as ticket_layout
+from firmware.publisher import Publisher
+
+FIRMWARE = "0.3.0"
+SNAPSHOT_EVERY = 64
+
+# Events that must never be dropped by the outbox overflow policy (prio 2); heartbeats and
+# printer status are the first to go (prio 0); everything else prio 1.
+_PRIO = {"device.heartbeat": 0, "printer.status": 0,
+         "ticket.issued": 2, "rating.submitted": 2, "rating.expired": 2, "service.finished": 2,
+         "ticket.called": 2}
+_STATE_FREE = ("device.boot", "device.heartbeat", "printer.status", "ticket.refused",
+               "command.rejected", "config.applied", "outbox.dropped", "storage.error")
+
+
+class App:
+    def __init__(self, hal, cfg, hooks=None):
+        self.hal = hal
+        self.cfg = cfg
+        self.langs = cfg["languages"]
+        self.root = hal.storage.root
+        self.hall = Hall(cfg)
+        r = cfg["rating"]
+        self.pads = {}
+        for c in self.hall.counters:
+            self.pads[c.id] = RatingPad(c.id, r["window_s"], r["reason_window_s"], r["reasons"])
+        self.home = self.hall.counters[0].id
+        self.printing = False
+        self.paper = "ok"
+        self.since_snapshot = 0
+        self.screen = messages.lines("welcome", self.langs)
+        self.figure = ""
+        self.screen_until = 0
+        self.stats = {"ignored": 0, "refused": 0, "storage_errors": 0}
+        self.fault = None           # words on the display while storage is failing
+        self.hooks = hooks          # sim-only observers; None on the device
+        self.started_ms = hal.clock.ticks_ms()
+        self.outbox = None
+        self.stamper = None
+        self.publisher = None
+        self.boot_no = 0
+        self.problems = []
+
+    # ---- boot ------------------------------------------------------------------
+    def boot(self):
+        """Recover state from flash: snapshot + replay of the outbox after it."""
+        root = self.root
+        meta = _read_or_none(root + "/meta.json") or {}
+        self.boot_no = meta.get("boot", 0) + 1
+        store.write_json(root + "/meta.json", {"boot": self.boot_no})
+        self.outbox = Outbox(root + "/outbox", self.cfg["outbox"]["max_kb"] * 1024)
+        snap = _read_or_none(root + "/hall.json")
+        seq, prev, applied = 0, ZERO_PREV, 0
+        if snap:
+            try:
+                self.hall.restore(snap["hall"])
+                seq, prev, applied = snap["seq"], snap["prev"], snap["seq"]
+            except (KeyError, ValueError, TypeError, IndexError):
+                self.problems.append("hall.json unusable; rebuilt from the outbox")
+                self.hall = Hall(self.cfg)
+                applied = 0
+        last = self.outbox.last()
+        if last is not None and last[0] > seq:
+            seq, prev = last[0], chain_hash(last[1])
+        self.stamper = Stamper(self.cfg["device"], self.boot_no, _key(self.cfg), seq, prev)
+        for rseq, payload in self.outbox.records(applied):
+            env = json.loads(payload)
+            self.hall.apply(env["type"], env["data"], env["ts"])
+        now = self.now()
+        now_ms = self.hal.clock.ticks_ms()
+        for c in self.hall.counters:
+            if c.rating:
+                self.pads[c.id].open(c.rating, now_ms, now)
+        pending = _read_or_none(root + "/rating.pending")
+        if pending:
+            pad = self.pads.get(pending.get("counter"))
+            if pad and pad.window and pad.window[0] == pending.get("ticket"):
+                pad.restore_reason(pending["score"], pending["ms"], now_ms)
+        self.publisher = Publisher(self)
+        self.emit("device.boot", {"fw": FIRMWARE, "role": self.cfg["role"], "boot": self.boot_no,
+                                  "replayed": self.stamper.seq - applied,
+                                  "outbox_pending": self.outbox.pending(),
+                                  "problems": self.problems + list(self.outbox.problems)})
+        if self.hall.is_new_day(now):
+            self.emit(*self.hall.decide_day(now))
+        self._home_screen()
+
+    def now(self):
+        return self.hal.clock.time()
+
+    # ---- the one way anything happens -------------------------------------------
+    def emit(self, etype, data):
+        """Stamp, persist, then apply. Returns True when the event is durable.
+
+        On a storage failure nothing is applied (so state never runs ahead of flash), the
+        display says so and the caller refuses the citizen's action.
+        """
+        ts = self.now()
+        seq, prev = self.stamper.seq, self.stamper.prev
+        payload = self.stamper.stamp(etype, data, ts)
+        try:
+            self.outbox.append(self.stamper.seq, payload, _PRIO.get(etype, 1))
+        except (OutboxFull, OSError) as e:
+            self.stamper.seq, self.stamper.prev = seq, prev
+            self.stats["storage_errors"] += 1
+            self.fault = "storage.full" if isinstance(e, OutboxFull) else "refused.storage_error"
+            self._show(messages.lines(self.fault, self.langs), "Err", 0)
+            self.hal.indicator.set("error", True)
+            return False
+        if self.fault:
+            self.fault = None
+            self.hal.indicator.set("error", False)
+        if self.outbox.dropped:
+            dropped = self.outbox.dropped
+            self.outbox.dropped = []
+            self.emit("outbox.dropped", {"ranges": [list(r) for r in dropped]})
+        if etype not in _STATE_FREE:
+            self.hall.apply(etype, data, ts)
+            self.since_snapshot += 1
+            if self.since_snapshot >= SNAPSHOT_EVERY or etype == "day.reset":
+                self.snapshot()
+        if self.publisher:
+            self.publisher.wake(etype not in _STATE_FREE)
+        if self.hooks:
+            self.hooks.event(etype, data)
+        return True
+
+    def snapshot(self):
+        seq = self.stamper.seq
+        try:
+            store.write_json(self.root + "/hall.json", {"seq": seq, "prev": self.stamper.prev,
+                                                        "hall": self.hall.snapshot()})
+        except OSError:
+            return  # the outbox still holds everything needed to replay
+        self.outbox.set_floor(seq)
+        self.since_snapshot = 0
+
+    # ---- presses ---------------------------------------------------------------
+    async def press(self, name):
+        """Handle one debounced press; returns a result dict (also given to buttons.handled)."""
+        cid = self.home
+        if "@" in name:
+            name, cid = name.split("@", 1)
+        if name.startswith("ticket:"):
+            if self.printing:
+                self.stats["ignored"] += 1
+                return {"ok": True, "ignored": "printing"}
+            parts = name.split(":")
+            kind = "priority" if len(parts) > 2 and parts[2] == "priority" else "normal"
+            return await self.issue(parts[1], kind)
+        if name.startswith("rate") and len(name) == 5 and name[4] in "12345":
+            return self.rate(cid, int(name[4]))
+        if name in ("next", "recall", "skip", "finish", "pause"):
+            return self.staff_key(cid, name)
+        self.stats["ignored"] += 1
+        return {"ok": False, "error": "unknown button %r" % name}
+
+    async def issue(self, code, kind, appointment=None, printed=True):
+        self.printing = True
+        try:
+            if printed:
+                refusal = self._printer_refusal(code)
+                if refusal:
+                    return refusal
+            if self.hall.is_new_day(self.now()):
+                self.emit(*self.hall.decide_day(self.now()))
+            etype, data = self.hall.decide_issue(code, kind, self.now(), appointment)
+            if etype == "ticket.refused":
+                return self._refuse(data)
+            if not self.emit(etype, data):
+                return {"ok": False, "refused": "storage_error"}
+            self._show(messages.lines("ticket", self.langs, data["ticket"], data["ahead"]), data["ticket"], 5)
+            if printed:
+                await self._print(data)
+            return {"ok": True, "event": etype, "ticket": data["ticket"], "ahead": data["ahead"],
+                    "wait_min": data["wait_min"]}
+        finally:
+            self.printing = False
+            self.hal.buttons.clear()
+
+    def _refuse(self, data):
+        self.stats["refused"] += 1
+        self.emit("ticket.refused", data)
+        self._show(messages.refusal(data["reason"], self.langs), "----", 5)
+        return {"ok": False, "refused": data["reason"]}
+
+    def _printer_refusal(self, code):
+        state = printer_status.paper_state(self.hal.printer)
+        if state != self.paper:
+            self.paper = state
+            self.emit("printer.status", {"state": state})
+            self.hal.indicator.set("paper", state != "ok")
+        if state in ("out", "offline"):
+            reason = "paper_out" if state == "out" else "printer_offline"
+            return self._refuse({"service": code, "reason": reason, "day": self.hall.day})
+        return None
+
+    async def _print(self, d):
+        s = self.hall.service(d["service"])
+        pcfg = self.cfg["printer"]
+        info = {"hall": self.cfg["hall"], "service": s.name, "number": d["ticket"], "kind": d["kind"],
+                "ahead": d["ahead"], "wait_min": d["wait_min"],
+                "time": calendar.stamp(self.now(), self.hall.tz),
+                "notice": pcfg.get("notice"), "lang2": self.langs[1] if len(self.langs) > 1 else None,
+                "qr": "%s%s/%s/%s" % (pcfg.get("qr_prefix") or "", self.cfg["device"], self.hall.day, d["ticket"])}
+        gb = _gb2312()
+        ticket_layout.print_ticket(self.hal.printer.write, info, pcfg["cols"], gb)
+        # A 58 mm printer needs about a second to print and cut; presses meanwhile are dropped.
+        await asyncio.sleep_ms(pcfg.get("settle_ms", 800))
+
+    def rate(self, cid, score):
+        pad = self.pads.get(cid)
+        if pad is None:
+            return {"ok": False, "error": "unknown counter %r" % cid}
+        now_ms = self.hal.clock.ticks_ms()
+        res = pad.press(score, now_ms)
+        if res is None:
+            self.stats["ignored"] += 1
+            return {"ok": True, "ignored": "no rating window" if pad.stage == IDLE else "already rated"}
+        kind, data = res
+        if kind == "reason":
+            store.write_json(self.root + "/rating.pending", {"counter": cid, "ticket": pad.window[0],
+                                                             "score": score, "ms": 0})
+            self._show(self._reason_lines(), pad.window[0], 0)
+            return {"ok": True, "stage": "reason"}
+        return self._submit_rating(pad, data)
+
+    def _reason_lines(self):
+        out = messages.lines("reason", self.langs)
+        out.append(" ".join("%d.%s" % (i + 1, r.get(self.langs[0], r["code"]))
+                            for i, r in enumerate(self.cfg["rating"]["reasons"])))
+        return out
+
+    def _submit_rating(self, pad, data):
+        data["day"] = self.hall.day
+        if not self.emit("rating.submitted", data):
+            return {"ok": False, "error": "storage"}
+        pad.close()
+        store.remove(self.root + "/rating.pending")
+        self.hal.indicator.set("rate", False)
+        self.hal.indicator.set("thanks", True)
+        self._show(messages.lines("thanks", self.langs), data["ticket"], 3)
+        if self.cfg.get("voice"):
+            self.hal.voice.say(messages.TEXT["thanks"][0])
+        return {"ok": True, "event": "rating.submitted", "ticket": data["ticket"], "score": data["score"],
+                "reason": data["reason"]}
+
+    def staff_key(self, cid, key, args=None):
+        """A counter action: the five keys, or keypad/backend functions with arguments
+        (transfer, requeue, close, pause with reason, resume, signin, signout)."""
+        now = self.now()
+        h = self.hall
+        args = args or {}
+        try:
+            if key == "next":
+                events = h.decide_next(cid, now)
+            elif key == "recall":
+                events = [h.decide_recall(cid, now)]
+            elif key == "skip":
+                events = [h.decide_skip(cid, now)]
+            elif key == "finish":
+                events = [h.decide_finish(cid, now)]
+            elif key == "pause":
+                c = h.counter(cid)
+                events = [h.decide_resume(cid) if c.state != "open" and "reason" not in args
+                          else h.decide_pause(cid, args.get("reason"))]
+            elif key == "resume":
+                events = [h.decide_resume(cid)]
+            elif key == "close":
+                events = [h.decide_close(cid)]
+            elif key == "transfer":
+                events = [h.decide_transfer(cid, now, args.get("to_service"), args.get("to_counter"))]
+            elif key == "requeue":
+                events = [h.decide_requeue(args["ticket"], cid)]
+            elif key == "signin":
+                events = [h.decide_signin(cid, args.get("staff"))]
+            elif key == "signout":
+                events = [h.decide_signin(cid, None)]
+            else:
+                return {"ok": False, "error": "unknown action %r" % key}
+        except Refused as e:
+            self._show(messages.refusal(e.reason, self.langs, e.detail), "----", 4)
+            return {"ok": False, "refused": e.reason, "detail": e.detail}
+        return self.apply_events(events)
+
+    def apply_events(self, events):
+        result = {"ok": True, "events": []}
+        for etype, data in events:
+            if not self.emit(etype, data):
+                return {"ok": False, "error": "storage"}
+            result["events"].append(etype)
+            if "ticket" in data:
+                result["ticket"] = data["ticket"]
+            self._after(etype, data)
+        return result
+
+    def _after(self, etype, d):
+        """What the citizen sees and hears after a staff action."""
+        if etype == "ticket.called" or etype == "ticket.recalled":
+            counter = self.hall.counter(d["counter"])
+            cname = counter.name.get(self.langs[0], counter.id)
+            lines = messages.lines("call", self.langs, d["ticket"], cname)
+            if len(self.langs) > 1:
+                lines[1] = messages.TEXT["call"][1] % (d["ticket"], counter.name.get(self.langs[1], counter.id))
+            self.figure = "%s %s" % (d["ticket"], counter.id)
+            self._show(lines, self.figure, 0)
+            if self.cfg.get("voice"):
+                self.hal.voice.say("请%s号到%s办理" % (d["ticket"], cname))
+        elif etype == "service.finished":
+            pad = self.pads[d["counter"]]
+            if pad.stage != IDLE:
+                self._expire(pad)
+            pad.open(self.hall.counter(d["counter"]).rating, self.hal.clock.ticks_ms(), self.now())
+            self.hal.indicator.set("rate", True)
+            self._show(messages.lines("rate", self.langs, d["ticket"]), d["ticket"], 0)
+            if self.cfg.get("voice"):
+                self.hal.voice.say("请对本次服务进行评价")
+        elif etype == "counter.paused":
+            self._show(messages.lines("paused", self.langs, d.get("reason", "")), "P", 0)
+        elif etype in ("counter.resumed", "counter.closed", "ticket.skipped", "ticket.transferred"):
+            self._home_screen()
+
+    def _expire(self, pad):
+        w = pad.window
+        if pad.stage == REASON:
+            return self._submit_rating(pad, pad._data("none", self.hal.clock.ticks_ms()))
+        self.emit("rating.expired", {"ticket": w[0], "service": w[1], "counter": pad.counter,
+                                     "staff": w[2], "day": self.hall.day})
+        pad.close()
+        self.hal.indicator.set("rate", False)
+
+    # ---- display -----------------------------------------------------------------
+    def _show(self, lines, figure, hold_s):
+        self.screen = lines
+        self.screen_until = self.hal.clock.ticks_ms() + hold_s * 1000 if hold_s else 0
+        self.hal.display.show([figure or self.figure] + list(lines))
+
+    def _home_screen(self):
+        c = self.hall.counter(self.home)
+        if c.state == "paused":
+            self._show(messages.lines("paused", self.langs, c.reason), "P", 0)
+        elif c.state == "closed":
+            self._show(messages.lines("closed", self.langs), "----", 0)
+        elif self.figure:
+            self._show(self.screen if not self.screen_until else messages.lines("welcome", self.langs),
+                       self.figure, 0)
+        else:
+            self._show(messages.lines("welcome", self.langs), "", 0)
+
+    # ---- background work -------------------------------------------------------
+    async def timers(self):
+        """Rating windows, display timeouts, business day change, heartbeats."""
+        hb_every = self.cfg["heartbeat_s"] * 1000
+        last_hb = self.hal.clock.ticks_ms()
+        while True:
+            await asyncio.sleep_ms(200)
+            now_ms = self.hal.clock.ticks_ms()
+            for pad in self.pads.values():
+                res = pad.tick(now_ms)
+                if res is None:
+                    continue
+                if res[0] == "submit":
+                    self._submit_rating(pad, res[1])
+                else:
+                    self._expire(pad)
+                    self._home_screen()
+            if self.screen_until and _ticks_diff(now_ms, self.screen_until) >= 0:
+                self.screen_until = 0
+                self.hal.indicator.set("thanks", False)
+                self._home_screen()
+            if self.hall.is_new_day(self.now()) and not self.printing:
+                self.emit(*self.hall.decide_day(self.now()))
+                self.figure = ""
+                self._home_screen()
+            if _ticks_diff(now_ms, last_hb) >= hb_every:
+                last_hb = now_ms
+                self.heartbeat()
+
+    def heartbeat(self):
+        gc.collect()
+        self.emit("device.heartbeat", {"uptime_s": _ticks_diff(self.hal.clock.ticks_ms(), self.started_ms) // 1000,
+                                       "heap_free": gc.mem_free(), "outbox": self.outbox.pending(),
+                                       "ignored": self.stats["ignored"], "refused": self.stats["refused"],
+                                       "printer": self.paper, "net": self.hal.net.up()})
+
+    async def buttons(self):
+        while True:
+            name = await self.hal.buttons.next_press()
+            try:
+                result = await self.press(name)
+            except Exception as e:  # a bug must never take the terminal down
+                result = {"ok": False, "error": "internal: %r" % (e,)}
+            self.hal.buttons.handled(name, result)
+
+    def status(self):
+        s = self.hall.summary()
+        s["role"] = self.cfg["role"]
+        s["device"] = self.cfg["device"]
+        s["boot"] = self.boot_no
+        s["seq"] = self.stamper.seq
+        s["outbox"] = self.outbox.pending()
+        s["connected"] = self.publisher.connected() if self.publisher else False
+        s["net"] = self.hal.net.up()
+        s["printer"] = self.paper
+        s["clock_synced"] = getattr(self.hal.clock, "synced", False)
+        s["fault"] = self.fault
+        s["rating"] = dict((cid, ["idle", "score", "reason"][p.stage]) for cid, p in self.pads.items())
+        s["stats"] = dict(self.stats)
+        return s
+
+    async def run(self):
+        asyncio.create_task(self.timers())
+        asyncio.create_task(self.buttons())
+        await self.publisher.run()
+
+
+def _ticks_diff(a, b):
+    try:
+        from time import ticks_diff
+        return ticks_diff(a, b)
+    except ImportError:
+        return a - b
+
+
+def _read_or_none(path):
+    try:
+        return store.read_json(path)
+    except ValueError:
+        return None
+
+
+def _key(cfg):
+    import binascii
+    return binascii.unhexlify(cfg["key"])
+
+
+_gb = []
+
+
+def _gb2312():
+    if not _gb:
+        from firmware.gb2312 import Gb2312
+        _gb.append(Gb2312())
+    return _gb[0]

@@ -1,0 +1,328 @@
+"""Device configuration: one validator shared by the firmware and tools/qterm validate.
+
+validate(cfg) returns a list of (json_path, message); an empty list means the firmware
+accepts the config. normalise(cfg) fills defaults so the rest of the firmware can index
+keys without guessing. Runs under CPython and MicroPython.
+"""
+
+ROLES = ("all",)  # 'kiosk' / 'counter' split is planned; refused clearly until then
+DEFAULT_REASONS = (
+    ("attitude", "态度不好", "Unfriendly staff"),
+    ("wait", "等待太久", "Waited too long"),
+    ("slow", "效率低", "Slow service"),
+    ("unclear", "告知不清", "Unclear information"),
+    ("other", "其他", "Other"),
+)
+
+DEFAULTS = {
+    "role": "all",
+    "languages": ["zh", "en"],
+    "tz_offset_min": 480,
+    "day_reset_hour": 3,
+    "heartbeat_s": 60,
+    "voice": False,
+    "queue": {"max_recalls": 3, "priority_run": 3, "max_waiting": 300, "skipped_keep": 32},
+    "rating": {"window_s": 30, "reason_window_s": 15},
+    "printer": {"cols": 32, "notice": None, "qr_prefix": ""},
+    "broker": {"host": "127.0.0.1", "port": 1883, "keepalive": 30, "tls": False,
+               "ca": None, "user": None, "password": None},
+    "outbox": {"max_kb": 256},
+    "commands": {"window_s": 300},
+}
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_text(v):
+    return isinstance(v, str) and len(v) > 0
+
+
+def _hhmm(v):
+    """'08:30' -> minutes after midnight, or None when malformed."""
+    if not isinstance(v, str) or len(v) != 5 or v[2] != ":":
+        return None
+    try:
+        h = int(v[:2])
+        m = int(v[3:])
+    except ValueError:
+        return None
+    if 0 <= h <= 24 and 0 <= m < 60 and h * 60 + m <= 1440:
+        return h * 60 + m
+    return None
+
+
+class _Checker:
+    def __init__(self):
+        self.errors = []
+
+    def err(self, path, msg):
+        self.errors.append((path, msg))
+
+    def typed(self, obj, key, path, kind, required=True):
+        """Return obj[key] if it has the right kind, else record an error and return None."""
+        if key not in obj:
+            if required:
+                self.err(path + key, "missing (expected %s)" % kind)
+            return None
+        v = obj[key]
+        ok = {
+            "int": _is_int(v),
+            "bool": isinstance(v, bool),
+            "text": _is_text(v),
+            "object": isinstance(v, dict),
+            "list": isinstance(v, list),
+        }[kind]
+        if not ok:
+            self.err(path + key, "expected %s, got %s" % (kind, _kind_of(v)))
+            return None
+        return v
+
+    def int_range(self, obj, key, path, lo, hi, required=False):
+        v = self.typed(obj, key, path, "int", required)
+        if v is not None and not (lo <= v <= hi):
+            self.err(path + key, "expected an integer from %d to %d, got %d" % (lo, hi, v))
+            return None
+        return v
+
+    def names(self, obj, key, path, languages, required=True):
+        """A bilingual name {"zh": "...", "en": "..."}; the first language is required."""
+        v = self.typed(obj, key, path, "object", required)
+        if v is None:
+            return
+        p = path + key + "."
+        for lang, text in v.items():
+            if not _is_text(text):
+                self.err(p + lang, "expected non-empty text")
+        if languages and languages[0] not in v:
+            self.err(p + languages[0], "missing (the first language is required)")
+
+
+def _kind_of(v):
+    if isinstance(v, bool):
+        return "bool"
+    if _is_int(v):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "text" if v else "empty text"
+    if isinstance(v, dict):
+        return "object"
+    if isinstance(v, list):
+        return "list"
+    if v is None:
+        return "null"
+    return "other"
+
+
+def _is_hex(s):
+    try:
+        int(s, 16)
+    except ValueError:
+        return False
+    return len(s) % 2 == 0
+
+
+def validate(cfg):
+    """Every problem of cfg as (json_path, message); [] when the firmware accepts it."""
+    c = _Checker()
+    if not isinstance(cfg, dict):
+        c.err("$", "expected a JSON object")
+        return c.errors
+    v = c.typed(cfg, "version", "", "int")
+    if v is not None and v != 1:
+        c.err("version", "unsupported version %d (this firmware reads 1)" % v)
+    for key in ("site", "device"):
+        s = c.typed(cfg, key, "", "text")
+        if s is not None and (len(s) > 32 or not _topic_safe(s)):
+            c.err(key, "use 1-32 letters, digits, '-' or '_' (it becomes an MQTT topic level)")
+    role = cfg.get("role", "all")
+    if role not in ROLES:
+        c.err("role", "expected one of %s, got %r (kiosk/counter split not supported by this firmware)" % ("/".join(ROLES), role))
+    key = c.typed(cfg, "key", "", "text")
+    if key is not None and (not _is_hex(key) or len(key) < 32 or len(key) > 128):
+        c.err("key", "expected the device key as 32-128 hex digits (16-64 bytes)")
+    langs = c.typed(cfg, "languages", "", "list", required=False) or ["zh", "en"]
+    for i, lang in enumerate(langs):
+        if not _is_text(lang):
+            c.err("languages[%d]" % i, "expected a language code like \"zh\"")
+    if not langs:
+        c.err("languages", "expected at least one language")
+    c.names(cfg, "hall", "", langs)
+    c.int_range(cfg, "tz_offset_min", "", -720, 840)
+    c.int_range(cfg, "day_reset_hour", "", 0, 23)
+    c.int_range(cfg, "heartbeat_s", "", 10, 3600)
+    if "voice" in cfg:
+        c.typed(cfg, "voice", "", "bool")
+    codes = _check_services(c, cfg, langs)
+    _check_counters(c, cfg, langs, codes)
+    _check_sections(c, cfg, langs)
+    return c.errors
+
+
+def _topic_safe(s):
+    for ch in s:
+        if not (ch.isalpha() or ch.isdigit() or ch in "-_") or ord(ch) > 127:
+            return False
+    return True
+
+
+def _check_services(c, cfg, langs):
+    services = c.typed(cfg, "services", "", "list")
+    codes = []
+    if services is None:
+        return codes
+    if not services:
+        c.err("services", "expected at least one service")
+    prefixes = []
+    for i, s in enumerate(services):
+        p = "services[%d]." % i
+        if not isinstance(s, dict):
+            c.err(p[:-1], "expected an object")
+            continue
+        code = c.typed(s, "code", p, "text")
+        if code is not None:
+            if code in codes:
+                c.err(p + "code", "duplicate service code %r" % code)
+            elif len(code) > 8 or not _topic_safe(code):
+                c.err(p + "code", "use 1-8 letters or digits")
+            codes.append(code)
+        prefix = c.typed(s, "prefix", p, "text")
+        if prefix is not None:
+            if prefix in prefixes:
+                c.err(p + "prefix", "prefix %r used by two services (numbers would collide)" % prefix)
+            elif len(prefix) > 2 or not prefix.isalpha() or ord(prefix[0]) > 127:
+                c.err(p + "prefix", "expected 1-2 ASCII letters (printed and shown on 7-segment displays)")
+            prefixes.append(prefix)
+        c.names(s, "name", p, langs)
+        hours = c.typed(s, "hours", p, "list", required=False)
+        if hours is not None:
+            if len(hours) != 2 or _hhmm(hours[0]) is None or _hhmm(hours[1]) is None:
+                c.err(p + "hours", "expected [\"HH:MM\", \"HH:MM\"] (opening, closing)")
+            elif _hhmm(hours[0]) >= _hhmm(hours[1]):
+                c.err(p + "hours", "opening time must be before closing time")
+        c.int_range(s, "daily_limit", p, 1, 9999)
+        c.int_range(s, "target_min", p, 1, 600)
+        c.int_range(s, "avg_service_s", p, 10, 7200)
+    return codes
+
+
+def _check_counters(c, cfg, langs, codes):
+    counters = c.typed(cfg, "counters", "", "list")
+    if counters is None:
+        return
+    if not counters:
+        c.err("counters", "expected at least one counter")
+    ids = []
+    for i, k in enumerate(counters):
+        p = "counters[%d]." % i
+        if not isinstance(k, dict):
+            c.err(p[:-1], "expected an object")
+            continue
+        cid = c.typed(k, "id", p, "text")
+        if cid is not None:
+            if cid in ids:
+                c.err(p + "id", "duplicate counter id %r" % cid)
+            elif len(cid) > 8 or not _topic_safe(cid):
+                c.err(p + "id", "use 1-8 letters or digits")
+            ids.append(cid)
+        c.names(k, "name", p, langs, required=False)
+        svc = c.typed(k, "services", p, "list")
+        if svc is not None:
+            if not svc:
+                c.err(p + "services", "expected at least one service code")
+            for j, code in enumerate(svc):
+                if code not in codes:
+                    c.err(p + "services[%d]" % j, "unknown service code %r" % (code,))
+        if "staff" in k and k["staff"] is not None:
+            c.typed(k, "staff", p, "text")
+
+
+def _check_sections(c, cfg, langs):
+    q = c.typed(cfg, "queue", "", "object", required=False)
+    if q is not None:
+        c.int_range(q, "max_recalls", "queue.", 1, 9)
+        c.int_range(q, "priority_run", "queue.", 1, 20)
+        c.int_range(q, "max_waiting", "queue.", 1, 999)
+        c.int_range(q, "skipped_keep", "queue.", 1, 200)
+    r = c.typed(cfg, "rating", "", "object", required=False)
+    if r is not None:
+        c.int_range(r, "window_s", "rating.", 5, 600)
+        c.int_range(r, "reason_window_s", "rating.", 3, 120)
+        reasons = c.typed(r, "reasons", "rating.", "list", required=False)
+        if reasons is not None:
+            if not 1 <= len(reasons) <= 5:
+                c.err("rating.reasons", "expected 1 to 5 reasons (one per rating button)")
+            for i, rs in enumerate(reasons):
+                p = "rating.reasons[%d]." % i
+                if not isinstance(rs, dict):
+                    c.err(p[:-1], "expected an object")
+                    continue
+                c.typed(rs, "code", p, "text")
+                if langs and not _is_text(rs.get(langs[0])):
+                    c.err(p + langs[0], "missing reason text")
+    pr = c.typed(cfg, "printer", "", "object", required=False)
+    if pr is not None:
+        cols = pr.get("cols", 32)
+        if cols not in (32, 48):
+            c.err("printer.cols", "expected 32 (58 mm paper) or 48 (80 mm paper)")
+        if pr.get("notice") is not None:
+            c.names(pr, "notice", "printer.", langs)
+        if "qr_prefix" in pr and not isinstance(pr["qr_prefix"], str):
+            c.err("printer.qr_prefix", "expected text")
+    b = c.typed(cfg, "broker", "", "object", required=False)
+    if b is not None:
+        c.typed(b, "host", "broker.", "text", required=False)
+        c.int_range(b, "port", "broker.", 1, 65535)
+        c.int_range(b, "keepalive", "broker.", 5, 600)
+        if "tls" in b:
+            c.typed(b, "tls", "broker.", "bool")
+        for k in ("ca", "user", "password"):
+            if b.get(k) is not None:
+                c.typed(b, k, "broker.", "text")
+    o = c.typed(cfg, "outbox", "", "object", required=False)
+    if o is not None:
+        c.int_range(o, "max_kb", "outbox.", 16, 4096)
+    cm = c.typed(cfg, "commands", "", "object", required=False)
+    if cm is not None:
+        c.int_range(cm, "window_s", "commands.", 10, 3600)
+    w = cfg.get("wifi")
+    if w is not None:
+        if not isinstance(w, dict):
+            c.err("wifi", "expected an object")
+        else:
+            c.typed(w, "ssid", "wifi.", "text")
+            c.typed(w, "password", "wifi.", "text", required=False)
+
+
+def normalise(cfg):
+    """A copy of a valid cfg with every optional key filled from DEFAULTS."""
+    out = {}
+    for k, v in DEFAULTS.items():
+        if isinstance(v, dict):
+            merged = dict(v)
+            merged.update(cfg.get(k) or {})
+            out[k] = merged
+        else:
+            out[k] = cfg.get(k, v)
+    for k, v in cfg.items():
+        if k not in out:
+            out[k] = v
+    if not out["rating"].get("reasons"):
+        out["rating"]["reasons"] = [{"code": r[0], "zh": r[1], "en": r[2]} for r in DEFAULT_REASONS]
+    for s in out["services"]:
+        s.setdefault("hours", ["00:00", "24:00"])
+        s.setdefault("daily_limit", 999)
+        s.setdefault("target_min", 15)
+        s.setdefault("avg_service_s", 300)
+    for k in out["counters"]:
+        k.setdefault("name", {"zh": k["id"] + "号窗口", "en": "Counter " + k["id"]})
+        k.setdefault("staff", None)
+    return out
+
+
+def describe(errors):
+    """Errors as text lines a technician can act on."""
+    return ["%s: %s" % (p, m) for p, m in errors]

@@ -1,0 +1,97 @@
+"""One counter's rating pad (服务评价器): one rating per finished service (一事一评).
+
+finish opens a window bound to the ticket and staff; exactly one score press is taken.
+Scores 1-2 open a short reason step in which the same five buttons choose a reason
+(rate5 = first reason ... rate1 = fifth). A reason press is taken only REASON_GUARD_MS
+after the score press, so a citizen mashing one button does not pick a reason by accident.
+Every other press is ignored and counted (reported in heartbeats, never as a rating).
+Pure logic: the caller passes monotonic milliseconds and wall-clock seconds.
+"""
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+try:
+    from time import ticks_diff as _diff
+except ImportError:  # CPython: plain integers never wrap
+    def _diff(a, b):
+        return a - b
+
+IDLE = const(0)
+SCORE = const(1)
+REASON = const(2)
+REASON_GUARD_MS = const(600)
+
+
+class RatingPad:
+    def __init__(self, counter, window_s, reason_window_s, reasons):
+        self.counter = counter
+        self.window_ms = window_s * 1000
+        self.reason_ms = reason_window_s * 1000
+        self.reasons = reasons
+        self.stage = IDLE
+        self.window = None     # [ticket, service, staff, opened_ts]
+        self.opened_ms = 0
+        self.deadline_ms = 0
+        self.score = 0
+        self.score_ms = 0
+        self.pressed_at = 0
+        self.ignored = 0
+
+    def open(self, window, now_ms, now_ts):
+        """Invite a rating for window = [ticket, service, staff, opened_ts] (after a restart the
+        window keeps its original opening time, so it never lasts longer than configured)."""
+        self.window = window
+        elapsed = max(0, now_ts - window[3]) * 1000
+        self.opened_ms = now_ms - elapsed
+        self.deadline_ms = self.opened_ms + self.window_ms
+        self.stage = SCORE
+        self.score = 0
+
+    def close(self):
+        self.stage = IDLE
+        self.window = None
+
+    def _data(self, reason, now_ms):
+        w = self.window
+        return {"ticket": w[0], "service": w[1], "counter": self.counter, "staff": w[2],
+                "score": self.score, "reason": reason, "followup": self.score <= 2,
+                "ms": max(0, self.score_ms - self.opened_ms)}
+
+    def press(self, score, now_ms):
+        """Returns ('submit', data), ('reason', None) or None when the press is ignored."""
+        if self.stage == SCORE and _diff(self.deadline_ms, now_ms) > 0:
+            self.score = score
+            self.score_ms = now_ms
+            if score <= 2:
+                self.stage = REASON
+                self.deadline_ms = now_ms + self.reason_ms
+                return ("reason", None)
+            return ("submit", self._data(None, now_ms))
+        if self.stage == REASON and _diff(now_ms, self.score_ms) >= REASON_GUARD_MS \
+                and _diff(self.deadline_ms, now_ms) > 0:
+            i = 5 - score
+            code = self.reasons[i]["code"] if i < len(self.reasons) else "other"
+            return ("submit", self._data(code, now_ms))
+        self.ignored += 1
+        return None
+
+    def tick(self, now_ms):
+        """('expired', data) when the window ran out unrated, ('submit', data) when the reason
+        step ran out (the score stands, reason 'none'), else None."""
+        if self.stage == IDLE or _diff(self.deadline_ms, now_ms) > 0:
+            return None
+        if self.stage == REASON:
+            return ("submit", self._data("none", now_ms))
+        w = self.window
+        return ("expired", {"ticket": w[0], "service": w[1], "counter": self.counter, "staff": w[2]})
+
+    def restore_reason(self, score, score_ms_ago, now_ms):
+        """After a power cut during the reason step: the score press is kept."""
+        self.score = score
+        self.score_ms = now_ms - score_ms_ago
+        self.stage = REASON
+        self.deadline_ms = now_ms
+

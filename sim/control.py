@@ -1,0 +1,106 @@
+"""The simulator's control port: newline-delimited JSON on 127.0.0.1, one request -> one reply.
+
+It stands in for the physical world (fingers on buttons, paper in the printer, the
+network cable, the wall clock) and for reading the display. It never reaches past the
+firmware's own entry points, so nothing here can do what the device's keys cannot.
+"""
+import json
+
+import asyncio
+
+_MAX_LINE = 4096
+_PAPER = ("ok", "near_end", "out", "offline")
+
+
+class Control:
+    def __init__(self, app, hal):
+        self.app = app
+        self.hal = hal
+
+    async def serve(self, port):
+        return await asyncio.start_server(self._client, "127.0.0.1", port)
+
+    async def _client(self, reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                if len(line) > _MAX_LINE:
+                    reply = {"ok": False, "error": "request longer than %d bytes" % _MAX_LINE}
+                else:
+                    reply = await self.handle(line)
+                writer.write(json.dumps(reply).encode() + b"\n")
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except OSError:
+                pass
+
+    async def handle(self, line):
+        try:
+            req = json.loads(line)
+        except ValueError:
+            return {"ok": False, "error": "malformed JSON"}
+        if not isinstance(req, dict) or not isinstance(req.get("op"), str):
+            return {"ok": False, "error": "expected an object with a string 'op'"}
+        fn = getattr(self, "op_" + req["op"], None)
+        if fn is None:
+            return {"ok": False, "error": "unknown op %r" % req["op"]}
+        try:
+            return await fn(req)
+        except (KeyError, TypeError, ValueError) as e:
+            return {"ok": False, "error": "bad request for %s: %r" % (req["op"], e)}
+
+    async def op_status(self, req):
+        s = self.app.status()
+        s["ok"] = True
+        return s
+
+    async def op_press(self, req):
+        name = req["button"]
+        if not isinstance(name, str) or not name:
+            return {"ok": False, "error": "button must be a non-empty string"}
+        if req.get("counter"):
+            name = "%s@%s" % (name, req["counter"])
+        waiter = self.hal.buttons.inject(name)
+        await waiter.event.wait()
+        return waiter.result
+
+    async def op_display(self, req):
+        return {"ok": True, "lines": self.hal.display.lines, "indicator": self.hal.indicator.state,
+                "voice": self.hal.voice.said[-3:]}
+
+    async def op_net(self, req):
+        up = req["up"]
+        if not isinstance(up, bool):
+            return {"ok": False, "error": "'up' must be true or false"}
+        self.hal.net.is_up = up
+        self.app.publisher.link_changed()
+        return {"ok": True, "up": up}
+
+    async def op_paper(self, req):
+        state = req["state"]
+        if state not in _PAPER:
+            return {"ok": False, "error": "state must be one of %s" % ", ".join(_PAPER)}
+        self.hal.printer.paper = state
+        return {"ok": True, "state": state}
+
+    async def op_clock(self, req):
+        if "advance_s" in req:
+            adv = req["advance_s"]
+            if not isinstance(adv, int) or isinstance(adv, bool):
+                return {"ok": False, "error": "advance_s must be an integer"}
+            self.hal.clock.advance(adv)
+        elif "set" in req:
+            self.hal.clock.set_time(int(req["set"]))
+        return {"ok": True, "time": self.hal.clock.time()}
+
+    async def op_staff(self, req):
+        """Counter keypad functions beyond the five keys (numeric entry on a real 呼叫器)."""
+        cid = req.get("counter") or self.app.home
+        return self.app.staff_key(cid, req["action"], req)

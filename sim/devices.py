@@ -1,0 +1,209 @@
+"""Host doubles of every hal interface, driven by the control port instead of wires."""
+import json
+import os
+import time
+
+import asyncio
+
+from hal.buttons import Buttons
+from hal.clock import Clock
+from hal.display import Display
+from hal.indicator import Indicator
+from hal.netlink import NetLink
+from hal.printer import PrinterPort
+from hal.storage import Storage
+from hal.voice import Voice
+
+_DLE_EOT = b"\x10\x04"
+# DLE EOT 4 (paper roll sensor) replies: bits 1 and 4 are always set; bits 2-3 = near end,
+# bits 5-6 = paper end. GS r 1 replies: bits 0-1 near end, bits 2-3 paper end.
+_EOT4 = {"ok": 0x12, "near_end": 0x1E, "out": 0x7E}
+_GSR1 = {"ok": 0x00, "near_end": 0x03, "out": 0x0F}
+
+
+class SimPrinter(PrinterPort):
+    """Every byte goes to <state>/printer.bin exactly as it would go over the UART."""
+
+    def __init__(self, path, echo=False):
+        self.path = path
+        self.paper = "ok"      # ok | near_end | out | offline (set by the 'paper' control op)
+        self.echo = echo
+        self.bytes = 0
+
+    def write(self, data):
+        if self.paper == "offline":
+            return  # a switched-off printer swallows nothing visibly; the firmware asked first
+        with open(self.path, "ab") as f:
+            f.write(data)
+        self.bytes += len(data)
+
+    def query(self, request, timeout_ms=300):
+        if self.paper == "offline":
+            return None
+        if request.startswith(_DLE_EOT) and len(request) >= 3 and request[2] == 4:
+            return bytes([_EOT4[self.paper]])
+        if request.startswith(b"\x1dr"):
+            return bytes([_GSR1[self.paper]])
+        if request.startswith(_DLE_EOT):
+            return b"\x12"
+        return None
+
+
+class SimDisplay(Display):
+    def __init__(self, echo=False):
+        self.lines = []
+        self.echo = echo
+
+    def show(self, lines):
+        self.lines = list(lines)
+        if self.echo:
+            print("[display] " + " | ".join(self.lines))
+
+
+class _Waiter:
+    def __init__(self):
+        self.event = asyncio.Event()
+        self.result = None
+
+    def resolve(self, result):
+        self.result = result
+        self.event.set()
+
+
+class SimButtons(Buttons):
+    """Presses injected by the control port; each press gets its result back."""
+
+    MAX_QUEUED = 32  # like a real keypad ring: a press beyond this is refused at once
+
+    def __init__(self):
+        self.queue = []
+        self.waiting = []  # (name, waiter) in press order, until handled
+        self.flag = asyncio.Event()
+
+    def inject(self, name):
+        w = _Waiter()
+        if len(self.queue) >= self.MAX_QUEUED:
+            w.resolve({"ok": False, "error": "button queue full"})
+            return w
+        self.queue.append(name)
+        self.waiting.append((name, w))
+        self.flag.set()
+        return w
+
+    async def next_press(self):
+        while not self.queue:
+            self.flag.clear()
+            await self.flag.wait()
+        return self.queue.pop(0)
+
+    def pending(self):
+        return len(self.queue)
+
+    def clear(self):
+        """Presses queued while a ticket printed are dropped, as the real pad does."""
+        for name in self.queue:
+            self._resolve(name, {"ok": True, "ignored": "printing"})
+        self.queue = []
+
+    def handled(self, name, result):
+        self._resolve(name, result)
+
+    def _resolve(self, name, result):
+        for i in range(len(self.waiting)):
+            if self.waiting[i][0] == name:
+                self.waiting.pop(i)[1].resolve(result)
+                return
+
+
+class SimIndicator(Indicator):
+    def __init__(self):
+        self.state = {}
+        self.beeps = 0
+
+    def set(self, what, on):
+        self.state[what] = bool(on)
+
+    def beep(self, ms=80):
+        self.beeps += 1
+
+
+class SimVoice(Voice):
+    def __init__(self, echo=False):
+        self.said = []
+        self.echo = echo
+
+    def say(self, text):
+        self.said.append(text)
+        if len(self.said) > 8:
+            self.said.pop(0)
+        if self.echo:
+            print("[voice] " + text)
+
+    def busy(self):
+        return False
+
+
+class SimClock(Clock):
+    """Host time plus an offset the 'clock' control op moves; kept in the state dir like an RTC."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = 0
+        self.synced = True
+        try:
+            with open(path) as f:
+                self.offset = json.load(f)["offset"]
+        except (OSError, ValueError, KeyError):
+            pass
+
+    def time(self):
+        return int(time.time()) + self.offset
+
+    def ticks_ms(self):
+        return time.ticks_add(time.ticks_ms(), self.offset * 1000)
+
+    def set_time(self, epoch):
+        self.advance(epoch - self.time())
+
+    def advance(self, seconds):
+        self.offset += int(seconds)
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"offset": self.offset}, f)
+        os.rename(tmp, self.path)
+
+
+class SimStorage(Storage):
+    def __init__(self, root):
+        self.root = root
+
+    def free_bytes(self):
+        st = os.statvfs(self.root)
+        return st[0] * st[4]
+
+
+class SimNet(NetLink):
+    def __init__(self):
+        self.is_up = True
+
+    def up(self):
+        return self.is_up
+
+    async def ensure(self):
+        while not self.is_up:
+            await asyncio.sleep_ms(200)
+
+    def info(self):
+        return {"ip": "127.0.0.1", "link": "sim", "up": self.is_up}
+
+
+class SimHal:
+    def __init__(self, state_dir, data_root, echo=False):
+        self.printer = SimPrinter(state_dir + "/printer.bin", echo)
+        self.display = SimDisplay(echo)
+        self.buttons = SimButtons()
+        self.indicator = SimIndicator()
+        self.voice = SimVoice(echo)
+        self.clock = SimClock(state_dir + "/clock.json")
+        self.storage = SimStorage(data_root)
+        self.net = SimNet()
