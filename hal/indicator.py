@@ -1,0 +1,18 @@
+"""Indicator lamps and buzzer."""
+
+WHAT = ("rate", "thanks", "error", "paper", "net")
+
+
+class Indicator:
+    def set(self, what, on):
+        """Light (on=True) or darken one lamp.
+
+        what: "rate" (rating pad lit, waiting for a score), "thanks", "error",
+        "paper" (paper low/out), "net" (network up). A lamp the board lacks is
+        silently ignored.
+        """
+        raise NotImplementedError
+
+    def beep(self, ms=80):
+        """Sound the buzzer for about ms milliseconds without blocking."""
+        raise NotImplementedError
