@@ -9,12 +9,10 @@ import json
 
 import asyncio
 
-from firmware import calendar, messages, store
-from firmware.envelope import Stamper, chain_hash, ZERO_PREV
+from firmware import calendar, messages
 from firmware.hall import Hall, Refused
-from firmware.outbox import Outbox, OutboxFull
+from firmware.outbox import OutboxFull
 from firmware.rating import RatingPad, IDLE, REASON
-from firmware import printer_status, ticket as ticket_layout
 from firmware.publisher import Publisher
 
 FIRMWARE = "0.3.0"
@@ -59,46 +57,16 @@ class App:
 
     # ---- boot ------------------------------------------------------------------
     def boot(self):
-        """Recover state from flash: snapshot + replay of the outbox after it."""
-        root = self.root
-        meta = _read_or_none(root + "/meta.json") or {}
-        self.boot_no = meta.get("boot", 0) + 1
-        store.write_json(root + "/meta.json", {"boot": self.boot_no})
-        self.outbox = Outbox(root + "/outbox", self.cfg["outbox"]["max_kb"] * 1024)
-        snap = _read_or_none(root + "/hall.json")
-        seq, prev, applied = 0, ZERO_PREV, 0
-        if snap:
-            try:
-                self.hall.restore(snap["hall"])
-                seq, prev, applied = snap["seq"], snap["prev"], snap["seq"]
-            except (KeyError, ValueError, TypeError, IndexError):
-                self.problems.append("hall.json unusable; rebuilt from the outbox")
-                self.hall = Hall(self.cfg)
-                applied = 0
-        last = self.outbox.last()
-        if last is not None and last[0] > seq:
-            seq, prev = last[0], chain_hash(last[1])
-        self.stamper = Stamper(self.cfg["device"], self.boot_no, _key(self.cfg), seq, prev)
-        for rseq, payload in self.outbox.records(applied):
-            env = json.loads(payload)
-            self.hall.apply(env["type"], env["data"], env["ts"])
-        now = self.now()
-        now_ms = self.hal.clock.ticks_ms()
-        for c in self.hall.counters:
-            if c.rating:
-                self.pads[c.id].open(c.rating, now_ms, now)
-        pending = _read_or_none(root + "/rating.pending")
-        if pending:
-            pad = self.pads.get(pending.get("counter"))
-            if pad and pad.window and pad.window[0] == pending.get("ticket"):
-                pad.restore_reason(pending["score"], pending["ms"], now_ms)
+        """Recover state from flash (snapshot + replay of the outbox), then announce the boot."""
+        from firmware import recovery
+        replayed = recovery.recover(self)
+        _unload("firmware.recovery", "firmware.store")
         self.publisher = Publisher(self)
         self.emit("device.boot", {"fw": FIRMWARE, "role": self.cfg["role"], "boot": self.boot_no,
-                                  "replayed": self.stamper.seq - applied,
-                                  "outbox_pending": self.outbox.pending(),
+                                  "replayed": replayed, "outbox_pending": self.outbox.pending(),
                                   "problems": self.problems + list(self.outbox.problems)})
-        if self.hall.is_new_day(now):
-            self.emit(*self.hall.decide_day(now))
+        if self.hall.is_new_day(self.now()):
+            self.emit(*self.hall.decide_day(self.now()))
         self._home_screen()
 
     def now(self):
@@ -142,14 +110,13 @@ class App:
         return True
 
     def snapshot(self):
-        seq = self.stamper.seq
+        from firmware import recovery
         try:
-            store.write_json(self.root + "/hall.json", {"seq": seq, "prev": self.stamper.prev,
-                                                        "hall": self.hall.snapshot()})
+            recovery.write_snapshot(self)
+            self.since_snapshot = 0
         except OSError:
-            return  # the outbox still holds everything needed to replay
-        self.outbox.set_floor(seq)
-        self.since_snapshot = 0
+            pass  # the outbox still holds everything needed to replay
+        _unload("firmware.recovery", "firmware.store")
 
     # ---- presses ---------------------------------------------------------------
     async def press(self, name):
@@ -201,7 +168,9 @@ class App:
         return {"ok": False, "refused": data["reason"]}
 
     def _printer_refusal(self, code):
+        from firmware import printer_status
         state = printer_status.paper_state(self.hal.printer)
+        _unload("firmware.printer_status")
         if state != self.paper:
             self.paper = state
             self.emit("printer.status", {"state": state})
@@ -219,8 +188,12 @@ class App:
                 "time": calendar.stamp(self.now(), self.hall.tz),
                 "notice": pcfg.get("notice"), "lang2": self.langs[1] if len(self.langs) > 1 else None,
                 "qr": "%s%s/%s/%s" % (pcfg.get("qr_prefix") or "", self.cfg["device"], self.hall.day, d["ticket"])}
-        gb = _gb2312()
-        ticket_layout.print_ticket(self.hal.printer.write, info, pcfg["cols"], gb)
+        # The layout, ESC/POS and GB2312 code is loaded only while a ticket prints: on a
+        # 96 KiB heap the bytecode of rarely used modules is worth more as free RAM.
+        from firmware import ticket as layout
+        from firmware.gb2312 import Gb2312
+        layout.print_ticket(self.hal.printer.write, info, pcfg["cols"], Gb2312())
+        _unload("firmware.ticket", "firmware.escpos", "firmware.gb2312")
         # A 58 mm printer needs about a second to print and cut; presses meanwhile are dropped.
         await asyncio.sleep_ms(pcfg.get("settle_ms", 800))
 
@@ -235,6 +208,7 @@ class App:
             return {"ok": True, "ignored": "no rating window" if pad.stage == IDLE else "already rated"}
         kind, data = res
         if kind == "reason":
+            from firmware import store
             store.write_json(self.root + "/rating.pending", {"counter": cid, "ticket": pad.window[0],
                                                              "score": score, "ms": 0})
             self._show(self._reason_lines(), pad.window[0], 0)
@@ -252,18 +226,19 @@ class App:
         if not self.emit("rating.submitted", data):
             return {"ok": False, "error": "storage"}
         pad.close()
+        from firmware import store
         store.remove(self.root + "/rating.pending")
         self.hal.indicator.set("rate", False)
         self.hal.indicator.set("thanks", True)
         self._show(messages.lines("thanks", self.langs), data["ticket"], 3)
         if self.cfg.get("voice"):
-            self.hal.voice.say(messages.TEXT["thanks"][0])
+            self.hal.voice.say(messages.text("thanks")[0])
         return {"ok": True, "event": "rating.submitted", "ticket": data["ticket"], "score": data["score"],
                 "reason": data["reason"]}
 
     def staff_key(self, cid, key, args=None):
         """A counter action: the five keys, or keypad/backend functions with arguments
-        (transfer, requeue, close, pause with reason, resume, signin, signout)."""
+        (transfer, requeue, close, pause with a reason, resume, signin, signout)."""
         now = self.now()
         h = self.hall
         args = args or {}
@@ -276,24 +251,14 @@ class App:
                 events = [h.decide_skip(cid, now)]
             elif key == "finish":
                 events = [h.decide_finish(cid, now)]
-            elif key == "pause":
-                c = h.counter(cid)
-                events = [h.decide_resume(cid) if c.state != "open" and "reason" not in args
-                          else h.decide_pause(cid, args.get("reason"))]
-            elif key == "resume":
-                events = [h.decide_resume(cid)]
-            elif key == "close":
-                events = [h.decide_close(cid)]
-            elif key == "transfer":
-                events = [h.decide_transfer(cid, now, args.get("to_service"), args.get("to_counter"))]
-            elif key == "requeue":
-                events = [h.decide_requeue(args["ticket"], cid)]
-            elif key == "signin":
-                events = [h.decide_signin(cid, args.get("staff"))]
-            elif key == "signout":
-                events = [h.decide_signin(cid, None)]
             else:
-                return {"ok": False, "error": "unknown action %r" % key}
+                if key == "pause" and "reason" not in args and h.counter(cid).state != "open":
+                    key = "resume"  # the pause key toggles
+                from firmware import desk
+                try:
+                    events = [desk.decide(h, cid, key, now, args)]
+                finally:
+                    _unload("firmware.desk")
         except Refused as e:
             self._show(messages.refusal(e.reason, self.langs, e.detail), "----", 4)
             return {"ok": False, "refused": e.reason, "detail": e.detail}
@@ -317,7 +282,7 @@ class App:
             cname = counter.name.get(self.langs[0], counter.id)
             lines = messages.lines("call", self.langs, d["ticket"], cname)
             if len(self.langs) > 1:
-                lines[1] = messages.TEXT["call"][1] % (d["ticket"], counter.name.get(self.langs[1], counter.id))
+                lines[1] = messages.text("call")[1] % (d["ticket"], counter.name.get(self.langs[1], counter.id))
             self.figure = "%s %s" % (d["ticket"], counter.id)
             self._show(lines, self.figure, 0)
             if self.cfg.get("voice"):
@@ -422,6 +387,8 @@ class App:
         s["fault"] = self.fault
         s["rating"] = dict((cid, ["idle", "score", "reason"][p.stage]) for cid, p in self.pads.items())
         s["stats"] = dict(self.stats)
+        gc.collect()
+        s["heap"] = {"free": gc.mem_free(), "alloc": gc.mem_alloc()}
         return s
 
     async def run(self):
@@ -438,23 +405,14 @@ def _ticks_diff(a, b):
         return a - b
 
 
-def _read_or_none(path):
-    try:
-        return store.read_json(path)
-    except ValueError:
-        return None
-
-
-def _key(cfg):
-    import binascii
-    return binascii.unhexlify(cfg["key"])
-
-
-_gb = []
-
-
-def _gb2312():
-    if not _gb:
-        from firmware.gb2312 import Gb2312
-        _gb.append(Gb2312())
-    return _gb[0]
+def _unload(*names):
+    """Forget modules so their bytecode can be collected (the package keeps a reference too)."""
+    import sys
+    for name in names:
+        sys.modules.pop(name, None)
+        pkg, _, attr = name.rpartition(".")
+        try:
+            delattr(sys.modules[pkg], attr)
+        except (KeyError, AttributeError):
+            pass
+    gc.collect()

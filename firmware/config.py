@@ -21,7 +21,7 @@ DEFAULTS = {
     "day_reset_hour": 3,
     "heartbeat_s": 60,
     "voice": False,
-    "queue": {"max_recalls": 3, "priority_run": 3, "max_waiting": 300, "skipped_keep": 32},
+    "queue": {"max_recalls": 3, "priority_run": 3, "max_waiting": 200, "skipped_keep": 32},
     "rating": {"window_s": 30, "reason_window_s": 15},
     "printer": {"cols": 32, "notice": None, "qr_prefix": ""},
     "broker": {"host": "127.0.0.1", "port": 1883, "keepalive": 30, "tls": False,

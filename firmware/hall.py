@@ -240,81 +240,72 @@ class Hall:
         d["kind"] = kind_name(cur[2])
         return ("service.finished", d)
 
-    def decide_transfer(self, cid, now, to_service=None, to_counter=None):
-        c, cur = self._current(cid)
-        d = self._ticket_fields(c, cur)
-        if to_counter is not None:
-            t = self.counter(to_counter)
-            if t is c:
-                raise Refused("same_counter")
-            if t.direct.full():
-                raise Refused("queue_full")
-            d["to_counter"] = t.id
-        else:
-            s = self.service(to_service)
-            if s.waiting.full():
-                raise Refused("queue_full")
-            d["to_service"] = s.code
-        return ("ticket.transferred", d)
-
-    def decide_requeue(self, label, cid=None):
-        """A skipped citizen came back: staff put the ticket back first in its queue, once."""
-        for i in range(len(self.skipped)):
-            number, flags, origin, issued = self.skipped.get(i)
-            if self.services[origin].label(number) == label:
-                if flags & REQUEUED:
-                    raise Refused("already_requeued", label)
-                if self.services[origin].waiting.full():
-                    raise Refused("queue_full")
-                return ("ticket.requeued", {"ticket": label, "n": number, "service": self.services[origin].code,
-                                            "counter": cid, "day": self.day})
-        raise Refused("not_skipped", label)
-
-    def decide_pause(self, cid, reason, staff=None):
-        c = self.counter(cid)
-        if c.state == "paused":
-            raise Refused("already_paused")
-        if c.state == "closed":
-            raise Refused("counter_closed")
-        if c.current is not None:
-            raise Refused("serving", self._ticket_fields(c, c.current)["ticket"])
-        return ("counter.paused", {"counter": c.id, "staff": c.staff, "reason": reason or "break"})
-
-    def decide_resume(self, cid):
-        c = self.counter(cid)
-        if c.state == "open":
-            raise Refused("not_paused")
-        return ("counter.resumed", {"counter": c.id, "staff": c.staff, "was": c.state})
-
-    def decide_close(self, cid):
-        """窗口有群众不下班: a counter may close only when none of its services has anyone waiting."""
-        c = self.counter(cid)
-        if c.state == "closed":
-            raise Refused("already_closed")
-        if c.current is not None:
-            raise Refused("serving", self._ticket_fields(c, c.current)["ticket"])
-        waiting = len(c.direct)
-        for si in c.services:
-            waiting += len(self.services[si].waiting)
-        if waiting:
-            raise Refused("people_waiting", str(waiting))
-        return ("counter.closed", {"counter": c.id, "staff": c.staff})
-
-    def decide_signin(self, cid, staff):
-        c = self.counter(cid)
-        if c.current is not None:
-            raise Refused("serving", self._ticket_fields(c, c.current)["ticket"])
-        if staff:
-            return ("staff.signed_in", {"counter": c.id, "staff": staff, "was": c.staff})
-        return ("staff.signed_out", {"counter": c.id, "staff": c.staff})
-
     # ---- the one place state changes -------------------------------------------
     def apply(self, etype, d, ts):
-        fn = _APPLY.get(etype)
-        if fn is not None:
-            fn(self, d, ts)
+        """Change the hall as event (etype, data d) at time ts says; unknown types change nothing."""
+        if etype == "ticket.issued":
+            s = self.by_code[d["service"]]
+            s.last = d["n"]
+            s.waiting.append(d["n"], KINDS.get(d["kind"], 0), s.idx, self._offset(ts))
+            return
+        if etype == "day.reset":
+            return self._new_day(d, ts)
+        if etype == "ticket.requeued":
+            s = self.by_code[d["service"]]
+            i = self.skipped.find(d["n"], s.idx)
+            if i >= 0:
+                number, flags, origin, issued = self.skipped.pop(i)
+                s.waiting.push_front(number, flags | REQUEUED, origin, issued)
+            return
+        c = self.by_id.get(d.get("counter"))
+        if c is None:
+            return
+        cur = c.current
+        if etype == "ticket.called":
+            flags, origin, issued = self._take(c, d)
+            c.priority_run = c.priority_run + 1 if flags & (PRIORITY | APPOINTMENT) else 0
+            c.current = [self.by_code[d["service"]].idx, d["n"], flags, origin, issued, self._offset(ts), 0]
+        elif etype == "service.finished":
+            s = self.by_code[d["service"]]
+            s.finished += 1
+            # Rolling average (weight 1/8): follows a slow afternoon without one long case dominating.
+            s.avg_s = (s.avg_s * 7 + max(10, d["served_s"])) // 8
+            c.current = None
+            c.rating = [d["ticket"], d["service"], d["staff"], ts]
+        elif etype in ("rating.submitted", "rating.expired"):
+            if c.rating is not None and c.rating[0] == d["ticket"]:
+                c.rating = None
+        elif etype == "ticket.recalled":
+            if cur is not None:
+                cur[6] = d["count"]
+        elif etype == "ticket.skipped":
+            if cur is not None:
+                if self.skipped.full():
+                    self.skipped.pop(0)
+                self.skipped.append(cur[1], cur[2], cur[3], cur[4])
+                c.current = None
+        elif etype == "ticket.transferred":
+            if cur is not None:
+                flags = cur[2] | TRANSFERRED
+                if "to_counter" in d:
+                    self.by_id[d["to_counter"]].direct.append(cur[1], flags, cur[3], cur[4])
+                else:
+                    self.by_code[d["to_service"]].waiting.push_front(cur[1], flags, cur[3], cur[4])
+                c.current = None
+        elif etype == "counter.paused":
+            c.state = "paused"
+            c.reason = d.get("reason", "")
+        elif etype == "counter.resumed":
+            c.state = "open"
+            c.reason = ""
+        elif etype == "counter.closed":
+            c.state = "closed"
+        elif etype == "staff.signed_in":
+            c.staff = d["staff"]
+        elif etype == "staff.signed_out":
+            c.staff = None
 
-    def _apply_day(self, d, ts):
+    def _new_day(self, d, ts):
         self.day, self.day_start = calendar.business_day(ts, self.tz, self.reset_hour)
         if d.get("day"):
             self.day = d["day"]
@@ -331,122 +322,15 @@ class Hall:
                 c.state = "open"
         self.skipped.clear()
 
-    def _apply_issued(self, d, ts):
-        s = self.by_code[d["service"]]
-        s.last = d["n"]
-        s.waiting.append(d["n"], KINDS.get(d["kind"], 0), s.idx, self._offset(ts))
-
     def _take(self, c, d):
         """Remove the called ticket from wherever it waits; (flags, origin, issued offset)."""
         origin = self.by_code[d.get("origin", d["service"])].idx
-        rings = [c.direct] + [self.services[si].waiting for si in c.services]
-        for ring in rings:
+        for ring in [c.direct] + [self.services[si].waiting for si in c.services]:
             i = ring.find(d["n"], origin)
             if i >= 0:
                 _, flags, _, issued = ring.pop(i)
                 return flags, origin, issued
         return 0, origin, 0
-
-    def _apply_called(self, d, ts):
-        c = self.by_id[d["counter"]]
-        flags, origin, issued = self._take(c, d)
-        if flags & (PRIORITY | APPOINTMENT):
-            c.priority_run += 1
-        else:
-            c.priority_run = 0
-        c.current = [self.by_code[d["service"]].idx, d["n"], flags, origin, issued, self._offset(ts), 0]
-
-    def _apply_recalled(self, d, ts):
-        c = self.by_id[d["counter"]]
-        if c.current is not None:
-            c.current[6] = d["count"]
-
-    def _apply_skipped(self, d, ts):
-        c = self.by_id[d["counter"]]
-        cur = c.current
-        if cur is None:
-            return
-        if self.skipped.full():
-            self.skipped.pop(0)
-        self.skipped.append(cur[1], cur[2], cur[3], cur[4])
-        c.current = None
-
-    def _apply_requeued(self, d, ts):
-        s = self.by_code[d["service"]]
-        i = self.skipped.find(d["n"], s.idx)
-        if i >= 0:
-            number, flags, origin, issued = self.skipped.pop(i)
-            s.waiting.push_front(number, flags | REQUEUED, origin, issued)
-
-    def _apply_transferred(self, d, ts):
-        c = self.by_id[d["counter"]]
-        cur = c.current
-        if cur is None:
-            return
-        flags = cur[2] | TRANSFERRED
-        if "to_counter" in d:
-            self.by_id[d["to_counter"]].direct.append(cur[1], flags, cur[3], cur[4])
-        else:
-            self.by_code[d["to_service"]].waiting.push_front(cur[1], flags, cur[3], cur[4])
-        c.current = None
-
-    def _apply_finished(self, d, ts):
-        c = self.by_id[d["counter"]]
-        s = self.by_code[d["service"]]
-        s.finished += 1
-        # Rolling average (weight 1/8): follows a slow afternoon without one long case dominating.
-        s.avg_s = (s.avg_s * 7 + max(10, d["served_s"])) // 8
-        c.current = None
-        c.rating = [d["ticket"], d["service"], d["staff"], ts]
-
-    def _apply_rated(self, d, ts):
-        c = self.by_id.get(d["counter"])
-        if c is not None and c.rating is not None and c.rating[0] == d["ticket"]:
-            c.rating = None
-
-    def _apply_paused(self, d, ts):
-        c = self.by_id[d["counter"]]
-        c.state = "paused"
-        c.reason = d.get("reason", "")
-
-    def _apply_resumed(self, d, ts):
-        c = self.by_id[d["counter"]]
-        c.state = "open"
-        c.reason = ""
-
-    def _apply_closed(self, d, ts):
-        self.by_id[d["counter"]].state = "closed"
-
-    def _apply_signin(self, d, ts):
-        self.by_id[d["counter"]].staff = d["staff"]
-
-    def _apply_signout(self, d, ts):
-        self.by_id[d["counter"]].staff = None
-
-    # ---- snapshots -----------------------------------------------------------
-    def snapshot(self):
-        """JSON-able state, written temp-then-rename every so many events."""
-        import binascii
-        return {
-            "day": self.day, "day_start": self.day_start,
-            "services": [[s.last, s.avg_s, s.finished, binascii.hexlify(s.waiting.dump()).decode()]
-                         for s in self.services],
-            "counters": [[c.state, c.reason, c.staff, c.current, c.priority_run, c.rating,
-                          binascii.hexlify(c.direct.dump()).decode()] for c in self.counters],
-            "skipped": binascii.hexlify(self.skipped.dump()).decode(),
-        }
-
-    def restore(self, snap):
-        import binascii
-        self.day = snap["day"]
-        self.day_start = snap["day_start"]
-        for s, row in zip(self.services, snap["services"]):
-            s.last, s.avg_s, s.finished = row[0], row[1], row[2]
-            s.waiting.load(binascii.unhexlify(row[3]))
-        for c, row in zip(self.counters, snap["counters"]):
-            c.state, c.reason, c.staff, c.current, c.priority_run, c.rating = row[:6]
-            c.direct.load(binascii.unhexlify(row[6]))
-        self.skipped.load(binascii.unhexlify(snap["skipped"]))
 
     # ---- views for display / status ------------------------------------------
     def summary(self):
@@ -459,22 +343,3 @@ class Hall:
                                      "rating_open": c.rating[0] if c.rating else None})
                              for c in self.counters),
         }
-
-
-_APPLY = {
-    "day.reset": Hall._apply_day,
-    "ticket.issued": Hall._apply_issued,
-    "ticket.called": Hall._apply_called,
-    "ticket.recalled": Hall._apply_recalled,
-    "ticket.skipped": Hall._apply_skipped,
-    "ticket.requeued": Hall._apply_requeued,
-    "ticket.transferred": Hall._apply_transferred,
-    "service.finished": Hall._apply_finished,
-    "rating.submitted": Hall._apply_rated,
-    "rating.expired": Hall._apply_rated,
-    "counter.paused": Hall._apply_paused,
-    "counter.resumed": Hall._apply_resumed,
-    "counter.closed": Hall._apply_closed,
-    "staff.signed_in": Hall._apply_signin,
-    "staff.signed_out": Hall._apply_signout,
-}

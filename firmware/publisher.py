@@ -1,9 +1,10 @@
 """Moves events from the flash outbox to the broker, in order, QoS 1, pipelined.
 
 Also owns the device's presence (retained `status`, `offline` as Last Will), the retained
-`state` snapshot and the inbound `cmd` subscription. The outbox is the only source of
-truth: on every (re)connection publishing restarts from the last acknowledged record,
-so a broker that lost its session loses nothing (consumers dedupe on dev+seq).
+`state` snapshot and the inbound `cmd` subscription. The outbox is the source of truth:
+across a reconnection the MQTT client re-sends its unacknowledged window itself (DUP=1,
+same packet ids, persistent session) and publishing continues after it; after a reboot
+publishing restarts from the last acknowledged record. Consumers dedupe on dev+seq.
 """
 import json
 
@@ -36,7 +37,7 @@ class Publisher:
             keepalive=b["keepalive"], user=b.get("user"), password=b.get("password"),
             ssl_context=_tls_context(b, app.root), server_hostname=b["host"] if b.get("tls") else None,
             will=(self.base + "status", offline.encode(), True, 1),
-            clean_session=True, window=16, subs=[(self.base + "cmd", 1)],
+            clean_session=False, window=16, subs=[(self.base + "cmd", 1)],
             on_message=self._on_message, on_ack=self._on_ack, on_state=self._on_state)
         self.inflight = {}   # packet id -> seq
         self.sent = app.outbox.acked()
@@ -62,9 +63,8 @@ class Publisher:
         self.flag.set()
 
     def _on_state(self, up):
-        self.inflight = {}
-        self.sent = self.app.outbox.acked()
-        self.fresh = up
+        if up:
+            self.fresh = True
         self.flag.set()
 
     def _on_ack(self, pid):

@@ -5,14 +5,9 @@ import time
 
 import asyncio
 
-from hal.buttons import Buttons
-from hal.clock import Clock
-from hal.display import Display
-from hal.indicator import Indicator
-from hal.netlink import NetLink
-from hal.printer import PrinterPort
-from hal.storage import Storage
-from hal.voice import Voice
+# The doubles implement the hal interfaces (hal/*.py) by duck typing rather than by
+# inheritance: importing eight interface modules would cost the sim ~8 KiB of a 96 KiB heap.
+# tests/unit/test_hal_conformance.py checks that every method of every interface is here.
 
 _DLE_EOT = b"\x10\x04"
 # DLE EOT 4 (paper roll sensor) replies: bits 1 and 4 are always set; bits 2-3 = near end,
@@ -21,7 +16,7 @@ _EOT4 = {"ok": 0x12, "near_end": 0x1E, "out": 0x7E}
 _GSR1 = {"ok": 0x00, "near_end": 0x03, "out": 0x0F}
 
 
-class SimPrinter(PrinterPort):
+class SimPrinter:
     """Every byte goes to <state>/printer.bin exactly as it would go over the UART."""
 
     def __init__(self, path, echo=False):
@@ -49,7 +44,7 @@ class SimPrinter(PrinterPort):
         return None
 
 
-class SimDisplay(Display):
+class SimDisplay:
     def __init__(self, echo=False):
         self.lines = []
         self.echo = echo
@@ -70,7 +65,7 @@ class _Waiter:
         self.event.set()
 
 
-class SimButtons(Buttons):
+class SimButtons:
     """Presses injected by the control port; each press gets its result back."""
 
     MAX_QUEUED = 32  # like a real keypad ring: a press beyond this is refused at once
@@ -115,7 +110,7 @@ class SimButtons(Buttons):
                 return
 
 
-class SimIndicator(Indicator):
+class SimIndicator:
     def __init__(self):
         self.state = {}
         self.beeps = 0
@@ -127,7 +122,7 @@ class SimIndicator(Indicator):
         self.beeps += 1
 
 
-class SimVoice(Voice):
+class SimVoice:
     def __init__(self, echo=False):
         self.said = []
         self.echo = echo
@@ -143,7 +138,7 @@ class SimVoice(Voice):
         return False
 
 
-class SimClock(Clock):
+class SimClock:
     """Host time plus an offset the 'clock' control op moves; kept in the state dir like an RTC."""
 
     def __init__(self, path):
@@ -173,7 +168,7 @@ class SimClock(Clock):
         os.rename(tmp, self.path)
 
 
-class SimStorage(Storage):
+class SimStorage:
     def __init__(self, root):
         self.root = root
 
@@ -182,7 +177,7 @@ class SimStorage(Storage):
         return st[0] * st[4]
 
 
-class SimNet(NetLink):
+class SimNet:
     def __init__(self):
         self.is_up = True
 

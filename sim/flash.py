@@ -39,6 +39,7 @@ class FileBlockDevice:
             for _ in range(block_count):
                 self._f.write(blank)
         self._blank = None
+        self.mount_point = None
 
     def readblocks(self, block, buf, offset=0):
         self._f.seek(block * self.block_size + offset)
@@ -84,10 +85,17 @@ def _exists(path):
 
 
 def mount_image(image_path, mount_point, size_kb=1024, block_size=4096):
-    """Mount the littlefs image at mount_point (e.g. "/flash"); returns the block device.
+    """Mount the littlefs image at mount_point (e.g. "/flash"); returns the block device
+    (its `mount_point` attribute is the absolute path actually mounted).
 
+    The unix port only finds a mount through an absolute path: a relative mount point is
+    made absolute here, and files on it must be opened by absolute path (or after
+    os.chdir into it); a relative "state/flash/x" goes to the host filesystem instead.
     A missing image is created blank and formatted. An existing image that does not
     mount raises OSError instead of being formatted, so a damaged image is not hidden."""
+    if not mount_point.startswith("/"):
+        mount_point = os.getcwd().rstrip("/") + "/" + mount_point
+    mount_point = mount_point.rstrip("/") or "/"
     fresh = not _exists(image_path) or os.stat(image_path)[6] == 0
     count = size_kb * 1024 // block_size
     if not fresh:
@@ -101,6 +109,7 @@ def mount_image(image_path, mount_point, size_kb=1024, block_size=4096):
         dev.close()
         raise OSError("%s: not a littlefs image (%r)" % (image_path, e))
     os.mount(vfs, mount_point)
+    dev.mount_point = mount_point
     return dev
 
 

@@ -1,137 +1,34 @@
-"""Simulated terminal: the real firmware on host doubles, under the MicroPython unix port.
+"""Simulated terminal entry (run by sim/run via sim/launch.py under the MicroPython unix port):
+  sim/run --config FILE --state DIR --broker 127.0.0.1:PORT --control PORT [--flash files|lfs] [--echo]
 
-Started by sim/run (which execs MicroPython, so this process is the device and SIGKILL
-is a power cut):
-  sim/run --config FILE --state DIR --broker 127.0.0.1:PORT --control PORT [--flash lfs] [--echo]
+Kept tiny because this file is compiled on the device heap; everything else runs from
+the ROMFS image, as the firmware does from flash on the ESP32.
 """
-import json
 import os
 import sys
 
-import asyncio
 
-# Run the compiled firmware (sim/run exports QTERM_PATH), else the sources next to us.
-sys.path.insert(0, os.getenv("QTERM_PATH") or __file__.rsplit("/sim/", 1)[0])
-
-_USAGE = "usage: sim/run --config FILE --state DIR --broker HOST:PORT --control PORT [--flash files|lfs] [--echo]"
-
-
-def _args(argv):
-    opts = {"flash": "files", "echo": False}
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--echo":
-            opts["echo"] = True
-            i += 1
-            continue
-        if a in ("--config", "--state", "--broker", "--control", "--flash") and i + 1 < len(argv):
-            opts[a[2:]] = argv[i + 1]
-            i += 2
-            continue
-        _die("unknown or incomplete argument %r\n%s" % (a, _USAGE))
-    for need in ("config", "state", "broker", "control"):
-        if need not in opts:
-            _die("missing --%s\n%s" % (need, _USAGE))
-    host, _, port = opts["broker"].rpartition(":")
-    try:
-        opts["broker"] = (host or "127.0.0.1", int(port))
-        opts["control"] = int(opts["control"])
-    except ValueError:
-        _die("--broker must be HOST:PORT and --control a port number")
-    if opts["flash"] not in ("files", "lfs"):
-        _die("--flash must be 'files' or 'lfs'")
-    return opts
-
-
-def _die(msg, code=2):
-    sys.stderr.write("qterm-sim: " + msg + "\n")
-    sys.exit(code)
-
-
-def _mkdirs(path):
-    cur = ""
-    for part in path.split("/"):
-        cur = cur + "/" + part if cur or path.startswith("/") else part
-        if part:
-            try:
-                os.mkdir(cur)
-            except OSError:
-                pass
-
-
-def load_config(path, data_root):
-    """The technician's file if valid and new; else the device's last good config.
-
-    The file is applied only when its content changed since it was last applied, so a
-    config later changed by an authenticated command survives restarts with the same file.
-    """
-    from firmware import config as cfgmod
-    from firmware import store
-    import hashlib
-    import binascii
-    current = data_root + "/config.json"
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raw = None
-        problem = ["%s: cannot read (%s)" % (path, e)]
-    if raw is not None:
-        digest = binascii.hexlify(hashlib.sha256(raw).digest()).decode()
-        marker = store.read_json(data_root + "/config.source.json") if store.exists(data_root + "/config.source.json") else None
-        if marker and marker.get("sha256") == digest and store.exists(current):
-            raw = None
-            problem = []
-        else:
-            try:
-                cfg = json.loads(raw)
-                problem = ["%s: %s" % (path, line) for line in cfgmod.describe(cfgmod.validate(cfg))]
-            except ValueError:
-                problem = ["%s: not valid JSON" % path]
-            if not problem:
-                store.write_json(current, cfg)
-                store.write_json(data_root + "/config.source.json", {"sha256": digest})
-    try:
-        good = store.read_json(current)
-    except ValueError:
-        good = None
-    if good is None or cfgmod.validate(good):
-        _die("no usable configuration:\n  " + "\n  ".join(problem or ["%s is damaged" % current]))
-    for line in problem:
-        sys.stderr.write("qterm-sim: config rejected, keeping the last good one: %s\n" % line)
-    return cfgmod.normalise(good), problem
-
-
-def main():
-    opts = _args(sys.argv[1:])
-    state = opts["state"]
-    _mkdirs(state)
-    data_root = state + "/flash"
-    if opts["flash"] == "lfs":
-        from sim.flash import mount_image
-        mount_image(state + "/flash.img", data_root)
+def _mount_firmware():
+    """Mount the ROMFS image sim/launch.py mapped (bytecode runs in place, as from ESP32
+    flash); without one, import the sources next to this file."""
+    rom = os.getenv("QTERM_ROM")
+    if rom:
+        import uctypes
+        import vfs
+        addr, size = [int(x) for x in rom.split(":")]
+        vfs.mount(vfs.VfsRom(uctypes.bytearray_at(addr, size)), "/rom")
+        sys.path.insert(0, "/rom")
     else:
-        _mkdirs(data_root)
-    cfg, problems = load_config(opts["config"], data_root)
-    cfg["broker"]["host"], cfg["broker"]["port"] = opts["broker"]
-
-    from sim.devices import SimHal
-    from sim.control import Control
-    from firmware.app import App
-
-    hal = SimHal(state, data_root, echo=opts["echo"])
-    app = App(hal, cfg)
-    app.problems.extend(problems)
-    app.boot()
-
-    async def run():
-        await Control(app, hal).serve(opts["control"])
-        print("qterm-sim: %s/%s booted (boot %d), control on 127.0.0.1:%d" % (
-            cfg["site"], cfg["device"], app.boot_no, opts["control"]))
-        await app.run()
-
-    asyncio.run(run())
+        sys.path.insert(0, __file__.rsplit("/sim/", 1)[0])
 
 
-main()
+_mount_firmware()
+from sim import boot  # noqa: E402
+
+_device = boot.main()
+del boot
+sys.modules.pop("sim.boot")
+delattr(sys.modules["sim"], "boot")
+import asyncio  # noqa: E402
+
+asyncio.run(_device)

@@ -3,7 +3,9 @@ import json
 
 from _util import raises
 from firmware import config
+from firmware import desk
 from firmware.hall import Hall, Refused
+from firmware.recovery import restore, snapshot
 
 T0 = 1795618068  # 2026-11-25 22:47 Beijing time; business day 2026-11-25 (reset 03:00)
 
@@ -143,12 +145,12 @@ def test_skipped_ticket_requeued_once_to_the_front():
     r.issue("A")
     r.key("next")
     r.key("skip")
-    r.do(r.hall.decide_requeue("A001", "1"))
+    r.do(desk.requeue(r.hall, "A001", None))  # from a backend command: no counter
     assert r.key("next")[-1][1]["ticket"] == "A001"
     r.key("skip")
-    e = raises(Refused, r.hall.decide_requeue, "A001", "1")
+    e = raises(Refused, desk.requeue, r.hall, "A001", "1")
     assert e.reason == "already_requeued"
-    assert raises(Refused, r.hall.decide_requeue, "A002", "1").reason == "not_skipped"
+    assert raises(Refused, desk.requeue, r.hall, "A002", "1").reason == "not_skipped"
 
 
 def test_transfer_to_service_goes_first_and_keeps_its_number():
@@ -156,7 +158,7 @@ def test_transfer_to_service_goes_first_and_keeps_its_number():
     r.issue("B")
     r.issue("A")
     r.key("next", "1")  # A001
-    r.key("transfer", "1", "B")
+    r.do(desk.transfer(r.hall, "1", "B"))
     ev = r.key("next", "2")
     assert ev[0][1]["ticket"] == "A001" and ev[0][1]["service"] == "B"
     fin = r.key("finish", "2")
@@ -168,7 +170,7 @@ def test_transfer_to_counter():
     r.issue("B")
     r.issue("A")
     r.key("next", "1")
-    r.do(r.hall.decide_transfer("1", r.now, None, "2"))
+    r.do(desk.transfer(r.hall, "1", None, "2"))
     assert r.key("next", "2")[0][1]["ticket"] == "A001"
 
 
@@ -187,17 +189,17 @@ def test_finish_opens_rating_window_and_times():
 
 def test_pause_resume_and_close_rules():
     r = Rec()
-    r.do(r.hall.decide_pause("1", "lunch"))
+    r.do(desk.pause(r.hall, "1", "lunch"))
     assert r.hall.counter("1").state == "paused"
     assert raises(Refused, r.hall.decide_next, "1", r.now).reason == "counter_paused"
     r.issue("A")  # tickets still issued while paused: people can wait
-    r.do(r.hall.decide_resume("1"))
-    e = raises(Refused, r.hall.decide_close, "1")
+    r.do(desk.resume(r.hall, "1"))
+    e = raises(Refused, desk.close, r.hall, "1")
     assert e.reason == "people_waiting" and e.detail == "1"
     r.key("next")
-    assert raises(Refused, r.hall.decide_close, "1").reason == "serving"
+    assert raises(Refused, desk.close, r.hall, "1").reason == "serving"
     r.key("finish")
-    r.do(r.hall.decide_close("1"))
+    r.do(desk.close(r.hall, "1"))
     assert r.hall.counter("1").state == "closed"
     # nobody left serving A: new A tickets are refused rather than waiting forever
     assert r.issue("A")[1]["reason"] == "no_counter"
@@ -212,12 +214,12 @@ def test_snapshot_restore_and_replay_give_the_same_hall():
     r.key("skip", "2")
     r.key("finish", "1")
     twin = Hall(_cfg())
-    twin.restore(json.loads(json.dumps(r.hall.snapshot())))
+    restore(twin, json.loads(json.dumps(snapshot(r.hall))))
     assert twin.summary() == r.hall.summary()
     replayed = Hall(_cfg())
     for etype, data, ts in r.log:
         replayed.apply(etype, data, ts)
-    assert replayed.snapshot() == r.hall.snapshot()
+    assert snapshot(replayed) == snapshot(r.hall)
 
 
 def test_day_reset_starts_numbers_again():
@@ -258,3 +260,15 @@ def test_a_full_queue_refuses_instead_of_growing():
     ev = r.issue("A")
     assert ev[0] == "ticket.refused" and ev[1]["reason"] == "queue_full"
     assert r.hall.service("A").last == 50
+
+
+def test_desk_actions_check_their_arguments():
+    r = Rec()
+    assert raises(Refused, desk.decide, r.hall, "1", "signin", r.now, {}).reason == "bad_args"
+    assert raises(Refused, desk.decide, r.hall, "1", "fly", r.now, {}).reason == "unknown_action"
+    assert raises(Refused, desk.decide, r.hall, "9", "pause", r.now, {}).reason == "unknown_counter"
+    ev = r.do(desk.decide(r.hall, "1", "signin", r.now, {"staff": "S9"}))
+    assert ev[0] == "staff.signed_in" and r.hall.counter("1").staff == "S9"
+    r.issue("A")
+    r.key("next")
+    assert r.key("finish")[1]["staff"] == "S9"

@@ -1,0 +1,117 @@
+"""Counter management that happens a few times a day: pause/resume, close, transfer (AB岗),
+requeue a returned no-show, staff sign-in.
+
+Separate from firmware.hall so the common path (issue, call, finish, rate) costs no RAM for
+it: the app imports this module when needed and lets it go afterwards. Like the hall's
+decide_* methods, every function here only decides: it returns an event or raises Refused.
+"""
+from firmware.hall import Refused
+from firmware.ticketring import REQUEUED
+
+
+def decide(hall, cid, action, now, args):
+    """The event for a counter action with arguments (from a keypad or a backend command)."""
+    if action == "transfer":
+        return transfer(hall, cid, args.get("to_service"), args.get("to_counter"))
+    if action == "requeue":
+        ticket = args.get("ticket")
+        if not isinstance(ticket, str):
+            raise Refused("bad_args", "ticket")
+        return requeue(hall, ticket, cid)
+    if action == "pause":
+        return pause(hall, cid, args.get("reason"))
+    if action == "resume":
+        return resume(hall, cid)
+    if action == "close":
+        return close(hall, cid)
+    if action == "signin":
+        staff = args.get("staff")
+        if not isinstance(staff, str) or not staff:
+            raise Refused("bad_args", "staff")
+        return signin(hall, cid, staff)
+    if action == "signout":
+        return signin(hall, cid, None)
+    raise Refused("unknown_action", action)
+
+
+def transfer(hall, cid, to_service=None, to_counter=None):
+    """Hand the ticket being served to another service or counter; it goes first in line there."""
+    c, cur = hall._current(cid)
+    d = hall._ticket_fields(c, cur)
+    if to_counter is not None:
+        t = hall.counter(to_counter)
+        if t is c:
+            raise Refused("same_counter")
+        if t.direct.full():
+            raise Refused("queue_full")
+        d["to_counter"] = t.id
+    elif to_service is not None:
+        s = hall.service(to_service)
+        if s.waiting.full():
+            raise Refused("queue_full")
+        d["to_service"] = s.code
+    else:
+        raise Refused("bad_args", "to_service")
+    return ("ticket.transferred", d)
+
+
+def requeue(hall, label, cid=None):
+    """A skipped citizen came back: staff put the ticket back first in its queue, once."""
+    skipped = hall.skipped
+    for i in range(len(skipped)):
+        number, flags, origin, issued = skipped.get(i)
+        s = hall.services[origin]
+        if s.label(number) == label:
+            if flags & REQUEUED:
+                raise Refused("already_requeued", label)
+            if s.waiting.full():
+                raise Refused("queue_full")
+            return ("ticket.requeued", {"ticket": label, "n": number, "service": s.code,
+                                        "counter": cid, "day": hall.day})
+    raise Refused("not_skipped", label)
+
+
+def _serving(hall, c):
+    if c.current is not None:
+        raise Refused("serving", hall._ticket_fields(c, c.current)["ticket"])
+
+
+def pause(hall, cid, reason, staff=None):
+    """暂停服务: only between citizens, so nobody is left standing at a paused counter."""
+    c = hall.counter(cid)
+    if c.state == "paused":
+        raise Refused("already_paused")
+    if c.state == "closed":
+        raise Refused("counter_closed")
+    _serving(hall, c)
+    return ("counter.paused", {"counter": c.id, "staff": c.staff, "reason": reason or "break"})
+
+
+def resume(hall, cid):
+    c = hall.counter(cid)
+    if c.state == "open":
+        raise Refused("not_paused")
+    return ("counter.resumed", {"counter": c.id, "staff": c.staff, "was": c.state})
+
+
+def close(hall, cid):
+    """窗口有群众不下班: a counter may close only when none of its services has anyone waiting."""
+    c = hall.counter(cid)
+    if c.state == "closed":
+        raise Refused("already_closed")
+    _serving(hall, c)
+    waiting = len(c.direct)
+    for si in c.services:
+        waiting += len(hall.services[si].waiting)
+    if waiting:
+        raise Refused("people_waiting", str(waiting))
+    return ("counter.closed", {"counter": c.id, "staff": c.staff})
+
+
+def signin(hall, cid, staff):
+    """Every rating names the staff member signed in when the service finished."""
+    c = hall.counter(cid)
+    _serving(hall, c)
+    if staff:
+        return ("staff.signed_in", {"counter": c.id, "staff": staff, "was": c.staff})
+    return ("staff.signed_out", {"counter": c.id, "staff": c.staff})
