@@ -24,7 +24,8 @@ _PRIO = {"device.heartbeat": 0, "printer.status": 0,
          "ticket.issued": 2, "rating.submitted": 2, "rating.expired": 2, "service.finished": 2,
          "ticket.called": 2}
 _STATE_FREE = ("device.boot", "device.heartbeat", "printer.status", "ticket.refused",
-               "command.rejected", "config.applied", "outbox.dropped", "storage.error")
+               "command.rejected", "config.applied", "outbox.dropped", "clock.set")
+_MAX_COMMANDS = 4  # queued backend commands; more are answered "busy" (a flood can't eat RAM)
 
 
 class App:
@@ -53,6 +54,8 @@ class App:
         self.stamper = None
         self.publisher = None
         self.boot_no = 0
+        self.commands = []          # raw command payloads waiting to be handled
+        self.restart_pending = False
         self.problems = []
 
     # ---- boot ------------------------------------------------------------------
@@ -372,6 +375,53 @@ class App:
             except Exception as e:  # a bug must never take the terminal down
                 result = {"ok": False, "error": "internal: %r" % (e,)}
             self.hal.buttons.handled(name, result)
+
+    def busy(self):
+        """Someone is waiting or being served (structural config changes must wait)."""
+        h = self.hall
+        for s in h.services:
+            if len(s.waiting):
+                return True
+        for c in h.counters:
+            if c.current is not None or len(c.direct):
+                return True
+        return False
+
+    # ---- backend commands ------------------------------------------------------
+    def command(self, raw):
+        """A message on .../cmd (called by the MQTT client); handled in arrival order."""
+        if len(self.commands) >= _MAX_COMMANDS:
+            self.stats["refused"] += 1
+            return
+        self.commands.append(bytes(raw[:4096]))
+        if len(self.commands) == 1:
+            asyncio.create_task(self._commands())
+
+    async def _commands(self):
+        while self.commands:
+            raw = self.commands[0]
+            from firmware import commands
+            try:
+                reply = await commands.handle(self, raw)
+            except Exception as e:  # a bug must not take the terminal down
+                reply = {"id": None, "ok": False, "error": "internal", "detail": repr(e)[:80]}
+            finally:
+                _unload("firmware.commands", "firmware.config", "firmware.store")
+            self.commands.pop(0)
+            await self.publisher.reply(reply)
+            if self.restart_pending:
+                await asyncio.sleep_ms(300)  # let the reply and config.applied go out first
+                self.restart()
+
+    def restart(self):
+        """Soft reset to apply a restructuring config change; state comes back from flash."""
+        self.outbox.flush_ack()
+        try:
+            import machine
+            machine.reset()
+        except (ImportError, AttributeError):
+            import sys
+            sys.exit(3)  # the simulator's launcher re-executes itself: same PID, like a reset
 
     def status(self):
         s = self.hall.summary()

@@ -44,7 +44,6 @@ class Publisher:
         self.flag = asyncio.Event()
         self.fresh = False   # just (re)connected: announce presence first
         self.state_dirty = True
-        self.commands = None
 
     def connected(self):
         return self.client.connected()
@@ -79,8 +78,8 @@ class Publisher:
         self.app.outbox.ack(seq if lowest is None or lowest > seq else lowest - 1)
 
     def _on_message(self, topic, payload):
-        if topic == self.base + "cmd" and self.commands is not None:
-            self.commands.received(payload)
+        if topic == self.base + "cmd":
+            self.app.command(payload)
 
     async def reply(self, obj):
         if self.client.connected():

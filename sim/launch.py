@@ -7,7 +7,8 @@ each .py compiled by mpy-cross), maps it read-only into this process like the fl
 maps a partition, and then runs MicroPython in this very process (the unix port is a
 library here), so this PID is the device and SIGKILL is a power cut.
 
-QTERM_HEAP (default 96K) sets the heap; QTERM_ROMFS=0 loads plain .py files instead.
+QTERM_HEAP (default 96K) sets the heap; QTERM_ROMFS=0 loads plain .py files instead;
+QTERM_CODE_DIR=DIR runs firmware/ and hal/ from DIR (e.g. a tree deployed by tools/qterm).
 """
 import ctypes
 import mmap
@@ -79,14 +80,18 @@ def map_image():
 def main():
     import micropython_run
     heap = os.environ.get("QTERM_HEAP", "96K")
-    if os.environ.get("QTERM_ROMFS", "1") != "0":
+    if os.environ.get("QTERM_ROMFS", "1") != "0" and not os.environ.get("QTERM_CODE_DIR"):
         build_image()
         os.environ["QTERM_ROM"] = "%d:%d" % map_image()
     else:
         os.environ.pop("QTERM_ROM", None)
     argv = ["micropython", "-X", "heapsize=" + heap, os.path.join(ROOT, "sim", "main.py")] + sys.argv[1:]
     sys.stdout.flush()
-    sys.exit(micropython_run.run_main(argv))
+    rc = micropython_run.run_main(argv)
+    if rc == 3:  # the firmware asked for a reset (e.g. a config change): same PID, fresh device
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
+    sys.exit(rc)
 
 
 if __name__ == "__main__":

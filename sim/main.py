@@ -11,8 +11,12 @@ import sys
 def _mount_firmware():
     """Mount the ROMFS image sim/launch.py mapped (bytecode runs in place, as from ESP32
     flash); without one, import the sources next to this file."""
+    code = os.getenv("QTERM_CODE_DIR")  # a deployed device tree (tools/qterm deploy tests)
     rom = os.getenv("QTERM_ROM")
-    if rom:
+    if code:
+        sys.path.insert(0, __file__.rsplit("/sim/", 1)[0])  # the sim doubles
+        sys.path.insert(0, code)
+    elif rom:
         import uctypes
         import vfs
         addr, size = [int(x) for x in rom.split(":")]

@@ -176,3 +176,51 @@ def wait_event(sub, etype, pred=None, timeout=5.0, dev="term01"):
         time.sleep(0.05)
     raise AssertionError("no %s event within %.1fs; seen: %s" % (
         etype, timeout, [e["type"] for e in events(sub, None, dev)][-20:]))
+
+
+def sign_command(key_hex, op, args=None, ts=None, cid=None):
+    """A backend command as the device expects it, signed independently of the firmware code
+    (CPython json + hmac): canonical = sorted keys, no spaces, raw UTF-8."""
+    import binascii
+    import hashlib
+    import hmac
+    import uuid
+    body = {"args": args or {}, "id": cid or uuid.uuid4().hex[:16], "op": op,
+            "ts": int(time.time()) if ts is None else ts}
+    canon = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    body["mac"] = binascii.hexlify(hmac.new(binascii.unhexlify(key_hex), canon, hashlib.sha256).digest()).decode()[:32]
+    return body
+
+
+def publish(port, topic, payload, qos=1, retain=False):
+    """mosquitto_pub, as any backend would publish."""
+    if not isinstance(payload, (bytes, str)):
+        payload = json.dumps(payload, ensure_ascii=False)
+    args = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", str(qos), "-t", topic]
+    if retain:
+        args.append("-r")
+    if isinstance(payload, bytes):
+        subprocess.run(args + ["-s"], input=payload, check=True, timeout=10)
+    else:
+        subprocess.run(args + ["-m", payload], check=True, timeout=10)
+
+
+def command(sim, sub, key_hex, op, args=None, timeout=5.0, **kw):
+    """Send a signed command to the sim's device and wait for its cmd/reply."""
+    cmd = sign_command(key_hex, op, args, **kw)
+    return send_raw_command(sim, sub, cmd, cmd["id"], timeout)
+
+
+def send_raw_command(sim, sub, payload, cid, timeout=5.0, site="hall01", dev="term01"):
+    base = "qterm/v1/%s/%s/" % (site, dev)
+    before = len(sub.lines())
+    publish(sim.broker_port, base + "cmd", payload)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for ln in sub.lines()[before:]:
+            if ln.startswith(base + "cmd/reply "):
+                reply = json.loads(ln.split(" ", 1)[1])
+                if reply.get("id") == cid:
+                    return reply
+        time.sleep(0.05)
+    raise AssertionError("no cmd/reply for %r within %.1fs" % (cid, timeout))

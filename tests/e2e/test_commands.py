@@ -1,0 +1,71 @@
+"""Backend commands: authenticated, answered, and never able to touch a rating."""
+import time
+
+from tests.e2e.harness import command, events, example_config, send_raw_command, sign_command, wait_event
+
+KEY = example_config()["key"]
+
+
+def test_ping_and_status(sim, sub):
+    sim.wait_drained()
+    r = command(sim, sub, KEY, "ping")
+    assert r["ok"] and abs(r["result"]["pong"] - time.time()) < 5
+    r = command(sim, sub, KEY, "status")
+    assert r["ok"] and r["result"]["device"] == "term01"
+
+
+def test_wrong_mac_stale_replayed_and_unknown_are_rejected(sim, sub):
+    sim.wait_drained()
+    bad = sign_command(KEY, "ping")
+    bad["mac"] = "0" * 32
+    assert send_raw_command(sim, sub, bad, bad["id"])["error"] == "bad_mac"
+    old = sign_command(KEY, "ping", ts=int(time.time()) - 3600)
+    assert send_raw_command(sim, sub, old, old["id"])["error"] == "stale"
+    once = sign_command(KEY, "ping")
+    assert send_raw_command(sim, sub, once, once["id"])["ok"]
+    sim.ask({"op": "status"})
+    r = command(sim, sub, KEY, "rating.submit", {"score": 5})
+    assert r["ok"] is False and r["error"] == "unknown_op"
+    rejected = [e["data"]["reason"] for e in events(sub, "command.rejected")]
+    sim.wait_drained()
+    rejected = [e["data"]["reason"] for e in events(sub, "command.rejected")]
+    assert rejected == ["bad_mac", "stale", "unknown_op"], rejected
+    assert events(sub, "rating.submitted") == []
+
+
+def test_replay_is_rejected_even_after_a_reboot(sim, sub):
+    cmd = sign_command(KEY, "ping")
+    assert send_raw_command(sim, sub, cmd, cmd["id"])["ok"]
+    sim.kill()
+    sim.start()
+    sim.wait_drained()
+    r = send_raw_command(sim, sub, cmd, cmd["id"])
+    assert r["ok"] is False and r["error"] == "replayed"
+
+
+def test_appointment_signin_and_pause_by_command(sim, sub):
+    sim.wait_drained()
+    r = command(sim, sub, KEY, "ticket.appointment", {"service": "B", "appt": "YY-2026-0001"})
+    assert r["ok"] and r["result"]["ticket"] == "B001"
+    issued = wait_event(sub, "ticket.issued")
+    assert issued["data"]["kind"] == "appointment" and issued["data"]["appt"] == "YY-2026-0001"
+    assert command(sim, sub, KEY, "staff.signin", {"counter": "1", "staff": "S777"})["ok"]
+    assert sim.press("next")["ok"] and sim.press("finish")["ok"] and sim.press("rate4")["ok"]
+    rated = wait_event(sub, "rating.submitted")
+    assert rated["data"]["staff"] == "S777"
+    r = command(sim, sub, KEY, "counter.pause", {"counter": "1", "reason": "meeting"})
+    assert r["ok"]
+    assert "暂停服务" in " ".join(sim.ask({"op": "display"})["lines"])
+    assert command(sim, sub, KEY, "counter.resume", {"counter": "1"})["ok"]
+
+
+def test_config_set_live_and_restart(sim, sub):
+    sim.wait_drained()
+    r = command(sim, sub, KEY, "config.set", {"patch": {"heartbeat_s": 20}})
+    assert r["ok"] and r["result"]["restart"] is False
+    r = command(sim, sub, KEY, "config.set", {"patch": {"heartbeat_s": "often"}})
+    assert r["ok"] is False and r["error"] == "bad_config" and "heartbeat_s" in r["detail"]
+    r = command(sim, sub, KEY, "config.set", {"patch": {"key": "00" * 32}})
+    assert r["ok"] is False and r["error"] == "not_allowed"
+    applied = wait_event(sub, "config.applied")
+    assert applied["data"]["keys"] == ["heartbeat_s"]
