@@ -1,0 +1,400 @@
+"""Durable event outbox on flash: the device's journal and its send queue.
+
+Every state change is one record appended here before the citizen is told "done".
+Records are kept in segment files `<root>/NNNNNNNN.seg`, in seq order:
+
+    magic u8 | prio u8 | payload length u16 | seq u32 | crc32 u32 | payload
+    (little endian; the CRC covers the first 8 header bytes and the payload)
+
+An append is one open("ab") + write + close of one small record: nothing is rewritten
+per event. close() commits the record on littlefs; on the host the data is in the
+kernel when append() returns, so a SIGKILL behaves like a power cut.
+
+The ack pointer and the snapshot floor live in `<root>/ack` (written temp-then-rename).
+ack() saves it only every 16 acks or on flush_ack(): after a power cut up to 16
+delivered records are published again, which QoS 1 consumers dedupe on dev+seq.
+
+Boot recovery checks every record (header and CRC, payloads are not parsed). The
+first bad record of a segment ends it: everything after it in that segment is dropped
+and reported in `problems` (a torn tail after a power cut is the usual case). A
+corrupt record in an older segment loses the rest of that segment only; the lost seq
+range (known from the next segment) is added to `dropped`. Records whose seq is not
+above the ones before them (left over from an interrupted merge) are skipped. Unknown
+files in root are left alone and reported.
+
+Release: a segment file is deleted once all its records are <= min(acked, floor);
+the segment holding the newest record is never deleted (seq and prev-hash recovery).
+
+Overflow policy, when an append would take bytes_used() over max_bytes:
+  1. delete released segments;
+  2. drop prio-0 records (heartbeat, printer status) from the oldest segments, by
+     rewriting them temp-then-rename (small neighbours are merged into the same file,
+     so the number of segments stays bounded). Dropped seqs that were not yet
+     delivered are noted in `dropped` as (first_seq, last_seq) ranges; the segment
+     holding the newest record is never rewritten;
+  3. otherwise raise OutboxFull. Prio 1 and 2 records (calls, tickets, ratings,
+     service.finished) are never dropped: the app refuses new tickets instead.
+A failed write (ENOSPC, ...) leaves the stored records intact: a partly written
+record is cut off again (or its segment is closed for appends and boot drops the tail).
+
+RAM: only the steady-state path (append, read, ack, release) lives here. Boot recovery,
+segment rewriting (repair, compaction) and the clean-up after a failed write are in
+firmware/outbox_repair.py, loaded for the one call that needs them and dropped again.
+"""
+import binascii
+import gc
+import os
+import struct
+import sys
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+# The record layout and the segment slots are repeated in outbox_repair.py: keep in step.
+_MAGIC = const(0x51)
+_HDR = const("<BBHII")
+_HDR_LEN = const(12)
+_MAX_PAYLOAD = const(0xFFFF)
+_MAX_SEQ = const(0xFFFFFFFF)
+_ACK_EVERY = const(16)        # acks between saves of the ack pointer
+_MAX_PROBLEMS = const(16)
+_META = const("ack")
+_SUFFIX = const(".seg")
+
+# Slots of the per-segment metadata list.
+_NO = const(0)
+_FIRST = const(1)
+_LAST = const(2)
+_COUNT = const(3)
+_SIZE = const(4)
+_B0 = const(5)      # bytes taken by prio-0 records (what compaction could free)
+_GEN = const(6)     # bumped on rewrite so a running records() iterator re-finds its place
+
+
+class OutboxFull(Exception):
+    pass
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError as e:
+        if e.args[0] != 2:   # ENOENT: already gone is fine
+            raise
+
+
+class Outbox:
+    def __init__(self, root, max_bytes=262144, segment_bytes=16384):
+        self.root = root.rstrip("/")
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.problems = []
+        self.dropped = []
+        self._hdr = bytearray(_HDR_LEN)
+        self._h8 = memoryview(self._hdr)[:8]    # the header bytes the CRC covers
+        self._segs = []
+        self._next_no = 1
+        self._acked = 0
+        self._floor = 0
+        self._unsaved = 0
+        self._last_seq = 0
+        self._last_off = 0
+        self._roll = False      # True: the newest segment must not be appended to
+        self._gen = 0
+        self._fix("recover")
+        self._release()
+
+    # -- public API --------------------------------------------------------
+
+    def append(self, seq, payload, prio=1):
+        """Store one record; durable when this returns."""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        n = len(payload)
+        size = _HDR_LEN + n
+        if seq <= self._last_seq or seq > _MAX_SEQ:
+            raise ValueError("seq %d not after %d" % (seq, self._last_seq))
+        if prio < 0 or prio > 2:
+            raise ValueError("prio %r" % (prio,))
+        if n > _MAX_PAYLOAD or size > self.segment_bytes:
+            raise ValueError("record of %d bytes too big" % size)
+        if self.bytes_used() + size > self.max_bytes:
+            self._make_room(size)
+        segs = self._segs
+        seg = segs[-1] if segs else None
+        fresh = seg is None or self._roll or seg[_SIZE] + size > self.segment_bytes
+        if fresh:
+            no = self._next_no
+            off = 0
+        else:
+            no = seg[_NO]
+            off = seg[_SIZE]
+        hdr = self._hdr
+        struct.pack_into("<BBHI", hdr, 0, _MAGIC, prio, n, seq)
+        crc = binascii.crc32(payload, binascii.crc32(self._h8)) & 0xFFFFFFFF
+        struct.pack_into("<I", hdr, 8, crc)
+        path = self._path(no)
+        try:
+            with open(path, "ab") as f:
+                f.write(hdr)
+                f.write(payload)
+        except OSError as err:
+            if fresh:
+                self._next_no = no + 1   # never append behind whatever is left there
+            try:
+                self._fix("undo", path, seg, off, fresh)
+            except MemoryError:
+                # the clean-up code could not even be loaded: a new segment is safe anyway
+                self._roll = True
+                self._problem("%s: partial record left after failed append: %r" % (path, err))
+            raise err
+        b0 = size if prio == 0 else 0
+        if fresh:
+            self._next_no = no + 1
+            self._roll = False
+            self._gen += 1
+            segs.append([no, seq, seq, 1, size, b0, self._gen])
+        else:
+            seg[_LAST] = seq
+            seg[_COUNT] += 1
+            seg[_SIZE] += size
+            seg[_B0] += b0
+        self._last_seq = seq
+        self._last_off = off
+
+    def last(self):
+        """(seq, payload) of the newest record, or None."""
+        if not self._segs:
+            return None
+        rec = self._read_at(self._segs[-1][_NO], self._last_off)
+        if rec is None:
+            self._problem("newest record unreadable")
+            return None
+        return rec[0], rec[1]
+
+    def records(self, after_seq=0):
+        """Yield (seq, payload) for records after after_seq, in order, one read each."""
+        done = after_seq
+        no = -1
+        gen = -1
+        off = 0
+        while True:
+            seg = None
+            for s in self._segs:    # still there, and not rewritten since?
+                if s[_NO] == no:
+                    seg = s
+                    break
+            if seg is None or seg[_GEN] != gen or off >= seg[_SIZE]:
+                seg = None
+                for s in self._segs:
+                    if s[_LAST] > done:
+                        seg = s
+                        break
+                if seg is None:
+                    return
+                no = seg[_NO]
+                gen = seg[_GEN]
+                off = 0 if seg[_FIRST] > done else self._skip(seg, done)
+                if off is None:
+                    return
+            rec = self._read_at(no, off)
+            if rec is None:
+                self._problem("%s: unreadable record at offset %d" % (self._name(no), off))
+                return
+            seq, payload, off = rec
+            if seq > done:
+                done = seq
+                yield seq, payload
+
+    def ack(self, seq):
+        """Records <= seq are delivered; the pointer is saved lazily."""
+        if seq > self._last_seq:
+            seq = self._last_seq
+        if seq <= self._acked:
+            return
+        self._acked = seq
+        self._unsaved += 1
+        if self._unsaved >= _ACK_EVERY:
+            try:
+                self._save_meta()
+            except OSError as e:
+                self._problem("ack pointer not saved: %r" % (e,))
+        self._release()
+
+    def flush_ack(self):
+        if self._unsaved:
+            self._save_meta()
+
+    def acked(self):
+        return self._acked
+
+    def pending(self):
+        """Number of records not yet acked."""
+        total = 0
+        for seg in self._segs:
+            total += self._count_after(seg, self._acked)
+        return total
+
+    def set_floor(self, seq):
+        """Records <= seq are covered by a saved state snapshot."""
+        if seq > self._last_seq:
+            seq = self._last_seq
+        if seq <= self._floor:
+            return
+        self._floor = seq
+        self._save_meta()
+        self._release()
+
+    def floor(self):
+        return self._floor
+
+    def bytes_used(self):
+        total = 0
+        for seg in self._segs:
+            total += seg[_SIZE]
+        return total
+
+    # -- the rarely needed code --------------------------------------------
+
+    def _fix(self, what, *args):
+        """outbox_repair.<what>(self, *args): load that code for this call only."""
+        try:
+            from firmware import outbox_repair
+            return getattr(outbox_repair, what)(self, *args)
+        finally:
+            if sys.implementation.name == "micropython":   # CPython: RAM to spare, slow imports
+                outbox_repair = None
+                sys.modules.pop("firmware.outbox_repair", None)
+                try:
+                    delattr(sys.modules["firmware"], "outbox_repair")
+                except (KeyError, AttributeError):
+                    pass
+                gc.collect()
+
+    def _make_room(self, need):
+        """Overflow policy: released segments go first; compaction only loads its code
+        when an older segment holds prio-0 records it could drop."""
+        self._release()
+        if self.bytes_used() + need <= self.max_bytes:
+            return
+        segs = self._segs
+        for i in range(len(segs) - 1):
+            if segs[i][_B0]:
+                return self._fix("make_room", need)
+        raise _full(self)
+
+    # -- files -------------------------------------------------------------
+
+    def _name(self, no):
+        return "%08d%s" % (no, _SUFFIX)
+
+    def _path(self, no):
+        return "%s/%08d%s" % (self.root, no, _SUFFIX)
+
+    def _problem(self, text):
+        if len(self.problems) < _MAX_PROBLEMS:
+            self.problems.append(text)
+
+    def _save_meta(self):
+        path = self.root + "/" + _META
+        tmp = path + ".tmp"
+        buf = self._hdr     # 12 bytes, free between records: acked, floor, CRC of both
+        struct.pack_into("<II", buf, 0, self._acked, self._floor)
+        struct.pack_into("<I", buf, 8, binascii.crc32(self._h8) & 0xFFFFFFFF)
+        with open(tmp, "wb") as f:
+            f.write(buf)
+        self._rename(tmp, path)
+        self._unsaved = 0
+
+    def _rename(self, tmp, path):
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            # FAT will not rename over a file; littlefs and POSIX do it atomically
+            _remove(path)
+            os.rename(tmp, path)
+
+    def _head(self, f):
+        """Read one header; (prio, length, seq, crc) or None."""
+        if f.readinto(self._hdr) != _HDR_LEN:
+            return None
+        magic, prio, n, seq, crc = struct.unpack(_HDR, self._hdr)
+        if magic != _MAGIC or prio > 2:
+            return None
+        return prio, n, seq, crc
+
+    def _read_at(self, no, off):
+        """(seq, payload, next offset) of the record at off, or None if bad."""
+        try:
+            with open(self._path(no), "rb") as f:
+                f.seek(off)
+                h = self._head(f)
+                if h is None:
+                    return None
+                prio, n, seq, crc = h
+                payload = f.read(n)
+        except OSError:
+            return None
+        c = binascii.crc32(payload, binascii.crc32(self._h8)) & 0xFFFFFFFF
+        if len(payload) != n or c != crc:
+            return None
+        return seq, payload, off + _HDR_LEN + n
+
+    def _skip(self, seg, after):
+        """Offset of the first record of seg with seq > after (headers only)."""
+        off = 0
+        try:
+            with open(self._path(seg[_NO]), "rb") as f:
+                while off < seg[_SIZE]:
+                    f.seek(off)
+                    h = self._head(f)
+                    if h is None:
+                        break
+                    if h[2] > after:
+                        return off
+                    off += _HDR_LEN + h[1]
+        except OSError:
+            pass
+        self._problem("%s: unreadable at offset %d" % (self._name(seg[_NO]), off))
+        return None
+
+    def _count_after(self, seg, after):
+        if seg[_FIRST] > after:
+            return seg[_COUNT]
+        if seg[_LAST] <= after:
+            return 0
+        if seg[_COUNT] == seg[_LAST] - seg[_FIRST] + 1:
+            return seg[_LAST] - after     # no gaps inside: plain arithmetic
+        off = self._skip(seg, after)
+        if off is None:
+            return 0
+        count = 0
+        with open(self._path(seg[_NO]), "rb") as f:
+            while off < seg[_SIZE]:
+                f.seek(off)
+                h = self._head(f)
+                if h is None:
+                    break
+                count += 1
+                off += _HDR_LEN + h[1]
+        return count
+
+    def _release(self):
+        """Delete segments whose records are all delivered and snapshotted."""
+        limit = min(self._acked, self._floor)
+        segs = self._segs
+        while len(segs) > 1 and segs[0][_LAST] <= limit:
+            try:
+                _remove(self._path(segs[0][_NO]))
+            except OSError as e:
+                self._problem("%s: cannot delete: %r" % (self._name(segs[0][_NO]), e))
+                return
+            segs.pop(0)
+
+
+def _full(box):
+    return OutboxFull("outbox full: %d of %d bytes used, %d records not sent"
+                      % (box.bytes_used(), box.max_bytes, box.pending()))
