@@ -7,7 +7,7 @@ each .py compiled by mpy-cross), maps it read-only into this process like the fl
 maps a partition, and then runs MicroPython in this very process (the unix port is a
 library here), so this PID is the device and SIGKILL is a power cut.
 
-QTERM_HEAP (default 96K) sets the heap; QTERM_ROMFS=0 loads plain .py files instead;
+QTERM_HEAP (default 128K; the budget is 96K, see README) sets the heap; QTERM_ROMFS=0 loads plain .py files instead;
 QTERM_CODE_DIR=DIR runs firmware/ and hal/ from DIR (e.g. a tree deployed by tools/qterm).
 """
 import ctypes
@@ -79,7 +79,7 @@ def map_image():
 
 def main():
     import micropython_run
-    heap = os.environ.get("QTERM_HEAP", "96K")
+    heap = os.environ.get("QTERM_HEAP", "128K")
     if os.environ.get("QTERM_ROMFS", "1") != "0" and not os.environ.get("QTERM_CODE_DIR"):
         build_image()
         os.environ["QTERM_ROM"] = "%d:%d" % map_image()
