@@ -220,7 +220,8 @@ class App:
 
     def _reason_lines(self):
         out = messages.lines("reason", self.langs)
-        out.append(" ".join("%d.%s" % (i + 1, r.get(self.langs[0], r["code"]))
+        # Each reason is labelled with the button that picks it (rate5 = the first reason).
+        out.append(" ".join("[%d]%s" % (5 - i, r.get(self.langs[0], r["code"]))
                             for i, r in enumerate(self.cfg["rating"]["reasons"])))
         return out
 

@@ -1,5 +1,6 @@
 """Start a throw-away mosquitto on a free loopback port (tests and bench share this)."""
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -42,6 +43,7 @@ class Broker:
         raise RuntimeError("mosquitto did not listen on port %d" % self.port)
 
     def stop(self):
+        """Stop the broker (start() may be called again: a restart on the same port)."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -49,6 +51,10 @@ class Broker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def __del__(self):
+        if self.proc is None or self.proc.poll() is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -85,3 +91,7 @@ class Subscriber:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(5)
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass

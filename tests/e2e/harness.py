@@ -146,6 +146,11 @@ class Sim:
     def cleanup(self):
         self.stop()
         shutil.rmtree(self.state, ignore_errors=True)
+        for path in (self.log_path, self.config_path):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 def events(sub, etype=None, dev="term01"):
