@@ -162,6 +162,7 @@ class App:
                     "wait_min": data["wait_min"]}
         finally:
             self.printing = False
+            self.stats["ignored"] += self.hal.buttons.pending()
             self.hal.buttons.clear()
 
     def _refuse(self, data):

@@ -42,6 +42,8 @@ def transfer(hall, cid, to_service=None, to_counter=None):
         t = hall.counter(to_counter)
         if t is c:
             raise Refused("same_counter")
+        if t.state == "closed":
+            raise Refused("counter_closed")  # nobody would call the citizen there today
         if t.direct.full():
             raise Refused("queue_full")
         d["to_counter"] = t.id
@@ -66,8 +68,9 @@ def requeue(hall, label, cid=None):
                 raise Refused("already_requeued", label)
             if s.waiting.full():
                 raise Refused("queue_full")
+            staff = hall.counter(cid).staff if cid else None
             return ("ticket.requeued", {"ticket": label, "n": number, "service": s.code,
-                                        "counter": cid, "day": hall.day})
+                                        "counter": cid, "staff": staff, "day": hall.day})
     raise Refused("not_skipped", label)
 
 

@@ -8,7 +8,8 @@ ticket nor repeats a number.
 
 Serving order at a counter (documented in the README):
   1. tickets transferred to this counter, in arrival order;
-  2. the counter's services in its configured order; within a service, priority
+  2. the counter's services in its configured order; within a service, tickets
+     transferred to it or requeued after a no-show first (they already waited), then priority
      (绿色通道) tickets first - but after `priority_run` priority calls in a row at
      this counter, one waiting normal ticket is called, so normal tickets never starve.
 Pure logic: runs under CPython and MicroPython.
@@ -159,8 +160,9 @@ class Hall:
         if self.open_counters(s) == 0 and not any(c.state == "paused" and s.idx in c.services for c in self.counters):
             return ("ticket.refused", {"service": code, "reason": "no_counter", "day": day})
         flags = KINDS.get(kind, 0)
-        if flags & PRIORITY:
-            ahead = s.waiting.count_with(PRIORITY)
+        if flags & (PRIORITY | APPOINTMENT):
+            # served before normal tickets (see _pick): only those of the same class are ahead
+            ahead = s.waiting.count_with(PRIORITY | APPOINTMENT)
         else:
             ahead = self.waiting_count(s)
         n = s.last + 1
@@ -178,6 +180,9 @@ class Hall:
             ring = self.services[si].waiting
             if not len(ring):
                 continue
+            front = ring.first_with(TRANSFERRED | REQUEUED, True)
+            if front >= 0:  # transferred or requeued: already waited once, called next
+                return ring, front, self.services[si]
             special = PRIORITY | APPOINTMENT
             pri = ring.first_with(special, True)
             if pri >= 0 and (c.priority_run < self.priority_run or ring.first_with(special, False) < 0):
@@ -316,7 +321,8 @@ class Hall:
         for c in self.counters:
             c.direct.clear()
             c.current = None
-            c.rating = None
+            # An open rating window outlives the reset: the service happened, and the pad
+            # (which keeps it open) must find it again after a power cut.
             c.priority_run = 0
             if c.state == "closed":
                 c.state = "open"

@@ -66,13 +66,13 @@ class _Waiter:
 
 
 class SimButtons:
-    """Presses injected by the control port; each press gets its result back."""
+    """Presses injected by the control port; each press gets its own result back."""
 
     MAX_QUEUED = 32  # like a real keypad ring: a press beyond this is refused at once
 
     def __init__(self):
-        self.queue = []
-        self.waiting = []  # (name, waiter) in press order, until handled
+        self.queue = []      # (name, waiter) not yet taken by the firmware
+        self.current = None  # waiter of the press the firmware is handling
         self.flag = asyncio.Event()
 
     def inject(self, name):
@@ -80,8 +80,7 @@ class SimButtons:
         if len(self.queue) >= self.MAX_QUEUED:
             w.resolve({"ok": False, "error": "button queue full"})
             return w
-        self.queue.append(name)
-        self.waiting.append((name, w))
+        self.queue.append((name, w))
         self.flag.set()
         return w
 
@@ -89,25 +88,22 @@ class SimButtons:
         while not self.queue:
             self.flag.clear()
             await self.flag.wait()
-        return self.queue.pop(0)
+        name, self.current = self.queue.pop(0)
+        return name
 
     def pending(self):
         return len(self.queue)
 
     def clear(self):
         """Presses queued while a ticket printed are dropped, as the real pad does."""
-        for name in self.queue:
-            self._resolve(name, {"ok": True, "ignored": "printing"})
+        for _, w in self.queue:
+            w.resolve({"ok": True, "ignored": "printing"})
         self.queue = []
 
     def handled(self, name, result):
-        self._resolve(name, result)
-
-    def _resolve(self, name, result):
-        for i in range(len(self.waiting)):
-            if self.waiting[i][0] == name:
-                self.waiting.pop(i)[1].resolve(result)
-                return
+        if self.current is not None:
+            self.current.resolve(result)
+            self.current = None
 
 
 class SimIndicator:
