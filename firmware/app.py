@@ -340,27 +340,42 @@ class App:
         last_hb = self.hal.clock.ticks_ms()
         while True:
             await asyncio.sleep_ms(200)
-            now_ms = self.hal.clock.ticks_ms()
-            for pad in self.pads.values():
-                res = pad.tick(now_ms)
-                if res is None:
-                    continue
-                if res[0] == "submit":
-                    self._submit_rating(pad, res[1])
-                else:
-                    self._expire(pad)
-                    self._home_screen()
-            if self.screen_until and _ticks_diff(now_ms, self.screen_until) >= 0:
-                self.screen_until = 0
-                self.hal.indicator.set("thanks", False)
+            try:
+                last_hb = self._tick(last_hb, hb_every)
+            except Exception as e:  # a failing timer must not stop the others
+                self.fault_seen("timers", e)
+                await asyncio.sleep_ms(1000)
+
+    def _tick(self, last_hb, hb_every):
+        """One pass of the timers: rating windows, display timeout, new day, heartbeat."""
+        now_ms = self.hal.clock.ticks_ms()
+        for pad in self.pads.values():
+            res = pad.tick(now_ms)
+            if res is None:
+                continue
+            if res[0] == "submit":
+                self._submit_rating(pad, res[1])
+            else:
+                self._expire(pad)
                 self._home_screen()
-            if self.hall.is_new_day(self.now()) and not self.printing:
-                self.emit(*self.hall.decide_day(self.now()))
-                self.figure = ""
-                self._home_screen()
-            if _ticks_diff(now_ms, last_hb) >= hb_every:
-                last_hb = now_ms
-                self.heartbeat()
+        if self.screen_until and _ticks_diff(now_ms, self.screen_until) >= 0:
+            self.screen_until = 0
+            self.hal.indicator.set("thanks", False)
+            self._home_screen()
+        if self.hall.is_new_day(self.now()) and not self.printing:
+            self.emit(*self.hall.decide_day(self.now()))
+            self.figure = ""
+            self._home_screen()
+        if _ticks_diff(now_ms, last_hb) >= hb_every:
+            last_hb = now_ms
+            self.heartbeat()
+        return last_hb
+
+    def fault_seen(self, where, exc):
+        """Count and print an unexpected error in a background task; the task carries on."""
+        gc.collect()
+        self.stats["faults"] = self.stats.get("faults", 0) + 1
+        print("qterm: %s: %r" % (where, exc))
 
     def heartbeat(self):
         gc.collect()

@@ -115,7 +115,10 @@ class Publisher:
                     self.flag.set()
                     await asyncio.sleep_ms(100)
             except OSError:
-                pass  # connection dropped mid-way; on_state resets and we start over
+                pass  # connection dropped mid-way; the client re-sends its window on reconnect
+            except Exception as e:  # e.g. MemoryError: never let publishing take the terminal down
+                self.app.fault_seen("publisher", e)
+                await asyncio.sleep_ms(1000)
 
     async def _announce(self):
         cfg = self.app.cfg
