@@ -214,7 +214,7 @@ class App:
         if kind == "reason":
             from firmware import store
             store.write_json(self.root + "/rating.pending", {"counter": cid, "ticket": pad.window[0],
-                                                             "score": score, "ms": 0})
+                                                             "score": score, "ms": pad.press_ms()})
             self._show(self._reason_lines(), pad.window[0], 0)
             return {"ok": True, "stage": "reason"}
         return self._submit_rating(pad, data)
@@ -296,7 +296,8 @@ class App:
             pad = self.pads[d["counter"]]
             if pad.stage != IDLE:
                 self._expire(pad)
-            pad.open(self.hall.counter(d["counter"]).rating, self.hal.clock.ticks_ms(), self.now())
+            window = self.hall.counter(d["counter"]).rating
+            pad.open(window, self.hal.clock.ticks_ms(), window[3])  # opened now, by definition
             self.hal.indicator.set("rate", True)
             self._show(messages.lines("rate", self.langs, d["ticket"]), d["ticket"], 0)
             if self.cfg.get("voice"):
@@ -392,6 +393,12 @@ class App:
             except Exception as e:  # a bug must never take the terminal down
                 result = {"ok": False, "error": "internal: %r" % (e,)}
             self.hal.buttons.handled(name, result)
+
+    def config_changed(self):
+        """Live settings changed by a command: pass them to the parts that keep copies."""
+        r = self.cfg["rating"]
+        for pad in self.pads.values():
+            pad.configure(r["window_s"], r["reason_window_s"], r["reasons"])
 
     def busy(self):
         """Someone is waiting or being served (structural config changes must wait)."""

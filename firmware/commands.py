@@ -155,19 +155,22 @@ async def handle(app, raw):
         result = await _run(app, op, cmd["args"])
     except Rejected as e:
         if cid is None:
-            cid = _peek_id(raw)
+            cid, op = _peek(raw)
         app.emit("command.rejected", {"id": cid, "op": op, "reason": e.reason, "detail": e.detail[:64]})
         return {"id": cid, "ok": False, "error": e.reason, "detail": e.detail}
     return {"id": cid, "ok": True, "result": result}
 
 
-def _peek_id(raw):
-    """The id of a rejected command, if one can be read, so the sender can match the reply."""
+def _peek(raw):
+    """(id, op) of a rejected command where they can be read: the sender matches the reply
+    by id, and the audit trail shows what was attempted."""
     try:
-        cid = json.loads(raw).get("id")
-        return cid if isinstance(cid, str) and len(cid) <= 64 else None
+        cmd = json.loads(raw)
+        cid, op = cmd.get("id"), cmd.get("op")
     except (ValueError, AttributeError, UnicodeError):
-        return None
+        return None, None
+    return (cid if isinstance(cid, str) and len(cid) <= 64 else None,
+            op[:32] if isinstance(op, str) else None)
 
 
 async def _run(app, op, args):
@@ -233,6 +236,7 @@ def _config_set(app, patch):
     if not restart:
         for k in patch:
             app.cfg[k] = normal[k]
+        app.config_changed()
     app.emit("config.applied", {"keys": sorted(patch.keys()), "restart": bool(restart)})
     if restart:
         app.restart_pending = True

@@ -23,7 +23,7 @@ DEFAULTS = {
     "voice": False,
     "queue": {"max_recalls": 3, "priority_run": 3, "max_waiting": 200, "skipped_keep": 32},
     "rating": {"window_s": 30, "reason_window_s": 15},
-    "printer": {"cols": 32, "notice": None, "qr_prefix": ""},
+    "printer": {"cols": 32, "notice": None, "qr_prefix": "", "settle_ms": 800},
     "broker": {"host": "127.0.0.1", "port": 1883, "keepalive": 30, "tls": False,
                "ca": None, "user": None, "password": None},
     "outbox": {"max_kb": 256},
@@ -53,12 +53,37 @@ def _hhmm(v):
     return None
 
 
+# Every key the firmware reads, per object; anything else is a typo or a misunderstanding
+# and is reported (keys starting with "_" are free for comments).
+_KEYS = {
+    "": ("version", "site", "device", "role", "key", "hall", "languages", "tz_offset_min",
+         "day_reset_hour", "heartbeat_s", "voice", "services", "counters", "queue", "rating",
+         "printer", "broker", "outbox", "commands", "wifi", "board"),
+    "service": ("code", "prefix", "name", "hours", "daily_limit", "target_min", "avg_service_s"),
+    "counter": ("id", "name", "services", "staff"),
+    "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep"),
+    "rating": ("window_s", "reason_window_s", "reasons"),
+    "printer": ("cols", "notice", "qr_prefix", "settle_ms"),
+    "broker": ("host", "port", "keepalive", "tls", "ca", "user", "password"),
+    "outbox": ("max_kb",),
+    "commands": ("window_s",),
+    "wifi": ("ssid", "password"),
+}
+
+
 class _Checker:
     def __init__(self):
         self.errors = []
 
     def err(self, path, msg):
         self.errors.append((path, msg))
+
+    def known(self, obj, kind, path):
+        """Report keys of obj that the firmware does not know."""
+        allowed = _KEYS[kind]
+        for k in obj:
+            if k not in allowed and not (isinstance(k, str) and k.startswith("_")):
+                self.err(path + k, "unknown key (expected one of: %s)" % ", ".join(allowed))
 
     def typed(self, obj, key, path, kind, required=True):
         """Return obj[key] if it has the right kind, else record an error and return None."""
@@ -131,6 +156,7 @@ def validate(cfg):
     if not isinstance(cfg, dict):
         c.err("$", "expected a JSON object")
         return c.errors
+    c.known(cfg, "", "")
     v = c.typed(cfg, "version", "", "int")
     if v is not None and v != 1:
         c.err("version", "unsupported version %d (this firmware reads 1)" % v)
@@ -182,6 +208,7 @@ def _check_services(c, cfg, langs):
         if not isinstance(s, dict):
             c.err(p[:-1], "expected an object")
             continue
+        c.known(s, "service", p)
         code = c.typed(s, "code", p, "text")
         if code is not None:
             if code in codes:
@@ -221,6 +248,7 @@ def _check_counters(c, cfg, langs, codes):
         if not isinstance(k, dict):
             c.err(p[:-1], "expected an object")
             continue
+        c.known(k, "counter", p)
         cid = c.typed(k, "id", p, "text")
         if cid is not None:
             if cid in ids:
@@ -241,6 +269,9 @@ def _check_counters(c, cfg, langs, codes):
 
 
 def _check_sections(c, cfg, langs):
+    for section in ("queue", "rating", "printer", "broker", "outbox", "commands", "wifi"):
+        if isinstance(cfg.get(section), dict):
+            c.known(cfg[section], section, section + ".")
     q = c.typed(cfg, "queue", "", "object", required=False)
     if q is not None:
         c.int_range(q, "max_recalls", "queue.", 1, 9)
@@ -272,6 +303,7 @@ def _check_sections(c, cfg, langs):
             c.names(pr, "notice", "printer.", langs)
         if "qr_prefix" in pr and not isinstance(pr["qr_prefix"], str):
             c.err("printer.qr_prefix", "expected text")
+        c.int_range(pr, "settle_ms", "printer.", 0, 5000)
     b = c.typed(cfg, "broker", "", "object", required=False)
     if b is not None:
         c.typed(b, "host", "broker.", "text", required=False)

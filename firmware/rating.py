@@ -14,8 +14,11 @@ except ImportError:
         return x
 
 try:
-    from time import ticks_diff as _diff
+    from time import ticks_add as _add, ticks_diff as _diff
 except ImportError:  # CPython: plain integers never wrap
+    def _add(a, b):
+        return a + b
+
     def _diff(a, b):
         return a - b
 
@@ -44,9 +47,11 @@ class RatingPad:
         """Invite a rating for window = [ticket, service, staff, opened_ts] (after a restart the
         window keeps its original opening time, so it never lasts longer than configured)."""
         self.window = window
-        elapsed = max(0, now_ts - window[3]) * 1000
-        self.opened_ms = now_ms - elapsed
-        self.deadline_ms = self.opened_ms + self.window_ms
+        # Tick arithmetic wraps (ticks_add/ticks_diff); a window older than its length is
+        # simply over, which also keeps the offset within what ticks_add accepts.
+        elapsed = min(max(0, now_ts - window[3]) * 1000, self.window_ms)
+        self.opened_ms = _add(now_ms, -elapsed)
+        self.deadline_ms = _add(self.opened_ms, self.window_ms)
         self.stage = SCORE
         self.score = 0
 
@@ -58,7 +63,7 @@ class RatingPad:
         w = self.window
         return {"ticket": w[0], "service": w[1], "counter": self.counter, "staff": w[2],
                 "score": self.score, "reason": reason, "followup": self.score <= 2,
-                "ms": max(0, self.score_ms - self.opened_ms)}
+                "ms": max(0, _diff(self.score_ms, self.opened_ms))}
 
     def press(self, score, now_ms):
         """Returns ('submit', data), ('reason', None) or None when the press is ignored."""
@@ -67,7 +72,7 @@ class RatingPad:
             self.score_ms = now_ms
             if score <= 2:
                 self.stage = REASON
-                self.deadline_ms = now_ms + self.reason_ms
+                self.deadline_ms = _add(now_ms, self.reason_ms)
                 return ("reason", None)
             return ("submit", self._data(None, now_ms))
         if self.stage == REASON and _diff(now_ms, self.score_ms) >= REASON_GUARD_MS \
@@ -88,10 +93,21 @@ class RatingPad:
         w = self.window
         return ("expired", {"ticket": w[0], "service": w[1], "counter": self.counter, "staff": w[2]})
 
-    def restore_reason(self, score, score_ms_ago, now_ms):
-        """After a power cut during the reason step: the score press is kept."""
+    def press_ms(self):
+        """Milliseconds from invitation to the score press (kept on flash during the reason step)."""
+        return max(0, _diff(self.score_ms, self.opened_ms))
+
+    def restore_reason(self, score, press_ms, now_ms):
+        """After a power cut during the reason step: the score press is kept, with its
+        original time from invitation; the reason step is over (reason "none")."""
         self.score = score
-        self.score_ms = now_ms - score_ms_ago
+        self.score_ms = _add(self.opened_ms, press_ms)
         self.stage = REASON
         self.deadline_ms = now_ms
+
+    def configure(self, window_s, reason_window_s, reasons):
+        """New settings from a config change; they apply from the next window on."""
+        self.window_ms = window_s * 1000
+        self.reason_ms = reason_window_s * 1000
+        self.reasons = reasons
 

@@ -90,6 +90,8 @@ def main():
     rc = micropython_run.run_main(argv)
     if rc == 3:  # the firmware asked for a reset (e.g. a config change): same PID, fresh device
         sys.stdout.flush()
+        sys.stderr.flush()
+        os.closerange(3, 4096)  # the device's sockets (control port, broker) die with the reset
         os.execv(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:])
     sys.exit(rc)
 
