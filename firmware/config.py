@@ -64,7 +64,7 @@ _KEYS = {
     "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep"),
     "rating": ("window_s", "reason_window_s", "reasons"),
     "printer": ("cols", "notice", "qr_prefix", "settle_ms"),
-    "broker": ("host", "port", "keepalive", "tls", "ca", "user", "password"),
+    "broker": ("host", "port", "keepalive", "tls", "ca", "server_name", "user", "password"),
     "outbox": ("max_kb",),
     "commands": ("window_s",),
     "wifi": ("ssid", "password"),
@@ -311,7 +311,7 @@ def _check_sections(c, cfg, langs):
         c.int_range(b, "keepalive", "broker.", 5, 600)
         if "tls" in b:
             c.typed(b, "tls", "broker.", "bool")
-        for k in ("ca", "user", "password"):
+        for k in ("ca", "server_name", "user", "password"):
             if b.get(k) is not None:
                 c.typed(b, k, "broker.", "text")
     o = c.typed(cfg, "outbox", "", "object", required=False)

