@@ -58,7 +58,7 @@ def _hhmm(v):
 _KEYS = {
     "": ("version", "site", "device", "role", "key", "hall", "languages", "tz_offset_min",
          "day_reset_hour", "heartbeat_s", "voice", "services", "counters", "queue", "rating",
-         "printer", "broker", "outbox", "commands", "wifi", "board"),
+         "printer", "broker", "outbox", "commands", "wifi", "board", "ntp"),
     "service": ("code", "prefix", "name", "hours", "daily_limit", "target_min", "avg_service_s"),
     "counter": ("id", "name", "services", "staff"),
     "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep"),
@@ -67,7 +67,7 @@ _KEYS = {
     "broker": ("host", "port", "keepalive", "tls", "ca", "server_name", "user", "password"),
     "outbox": ("max_kb",),
     "commands": ("window_s",),
-    "wifi": ("ssid", "password"),
+    "wifi": ("ssid", "password", "hostname"),
 }
 
 
@@ -327,6 +327,9 @@ def _check_sections(c, cfg, langs):
         else:
             c.typed(w, "ssid", "wifi.", "text")
             c.typed(w, "password", "wifi.", "text", required=False)
+            c.typed(w, "hostname", "wifi.", "text", required=False)
+    if "ntp" in cfg:
+        c.typed(cfg, "ntp", "", "text")
 
 
 def normalise(cfg):

@@ -35,7 +35,7 @@ class Publisher:
         self.client = MQTTClient(
             "qterm-%s-%s" % (cfg["site"], cfg["device"]), b["host"], b["port"],
             keepalive=b["keepalive"], user=b.get("user"), password=b.get("password"),
-            ssl_context=_tls_context(b, app.root),
+            ssl_context=tls_context(b, app.root),
             server_hostname=(b.get("server_name") or b["host"]) if b.get("tls") else None,
             will=(self.base + "status", offline.encode(), True, 1),
             clean_session=False, window=16, subs=[(self.base + "cmd", 1)],
@@ -162,7 +162,7 @@ def _diff(a, b):
         return a - b
 
 
-def _tls_context(b, root):
+def tls_context(b, root):
     """TLS with the CA certificate (DER) kept on flash and the broker's name checked
     (broker.server_name, default broker.host); None for plain TCP."""
     if not b.get("tls"):

@@ -23,7 +23,7 @@ IMAGE = os.path.join(BUILD, "qterm.romfs")
 VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
 
 # What goes into the image: the device's code and data, the hal interfaces, the doubles.
-_TREES = (("firmware", None), ("hal", ("esp32",)), ("sim", ("main.py", "launch.py", "console.py", "config.example.json", "run")))
+_TREES = (("firmware", ("device",)), ("hal", ("esp32",)), ("sim", ("main.py", "launch.py", "console.py", "config.example.json", "run")))
 
 
 def _sources():
