@@ -413,17 +413,36 @@ class App:
 
     # ---- backend commands ------------------------------------------------------
     def command(self, raw):
-        """A message on .../cmd (called by the MQTT client); handled in arrival order."""
+        """A message on .../cmd (called by the MQTT client; None = too large to receive),
+        handled in arrival order. Beyond _MAX_COMMANDS waiting, it is answered "busy"."""
         if len(self.commands) >= _MAX_COMMANDS:
-            self.stats["refused"] += 1
+            asyncio.create_task(self._refuse_command(raw, "busy"))
             return
-        self.commands.append(bytes(raw[:4096]))
+        self.commands.append(raw)
         if len(self.commands) == 1:
             asyncio.create_task(self._commands())
+
+    async def _refuse_command(self, raw, reason):
+        cid = None
+        if raw is not None:
+            try:
+                cid = json.loads(raw).get("id")
+            except (ValueError, AttributeError, UnicodeError):
+                pass
+            if not isinstance(cid, str) or len(cid) > 64 or \
+                    [ch for ch in cid if not (32 <= ord(ch) < 127 and len(ch.encode()) == 1)]:
+                cid = None
+        self.emit("command.rejected", {"id": cid, "op": None, "reason": reason, "detail": ""})
+        await self.publisher.reply({"id": cid, "ok": False, "error": reason})
 
     async def _commands(self):
         while self.commands:
             raw = self.commands[0]
+            if raw is None:
+                self.commands.pop(0)
+                await self._refuse_command(None, "too_large")
+                continue
+            gc.collect()  # commands are rare and heavy (config validation): start from a clean heap
             from firmware import commands
             try:
                 reply = await commands.handle(self, raw)

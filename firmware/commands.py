@@ -13,13 +13,14 @@ from the rating pad.
 Loaded only when a command arrives (see App.command) and released afterwards.
 """
 import binascii
+import hashlib
 import json
+import struct
 
 from firmware import canonical, store
 from firmware.hmac256 import hmac_sha256
 
 MAX_BYTES = 2048
-_SEEN_MAX = 64
 _FIELDS = ("args", "id", "mac", "op", "ts")
 
 # op -> {arg: type name}; every listed arg is required unless marked optional with "?".
@@ -52,9 +53,23 @@ class Rejected(Exception):
         self.detail = detail
 
 
+def _utf8_len(cp):
+    return 1 if cp < 0x80 else 2 if cp < 0x800 else 3 if cp < 0x10000 else 4
+
+
+def _good_text(s):
+    """Printable, well-formed text: it will be copied into signed events, so no control
+    characters, surrogates or overlong UTF-8 (MicroPython's JSON parser lets those through)."""
+    for ch in s:
+        cp = ord(ch)
+        if cp < 32 or cp == 127 or 0xD800 <= cp <= 0xDFFF or len(ch.encode()) != _utf8_len(cp):
+            return False
+    return True
+
+
 def _typed(v, kind):
     if kind == "text":
-        return isinstance(v, str) and 0 < len(v) <= 64
+        return isinstance(v, str) and 0 < len(v) <= 64 and _good_text(v)
     if kind == "int":
         return isinstance(v, int) and not isinstance(v, bool)
     if kind == "bool":
@@ -64,10 +79,106 @@ def _typed(v, kind):
     return False
 
 
+_WS = b" \t\r\n"
+
+
+def _ws(b, i):
+    while i < len(b) and b[i] in _WS:
+        i += 1
+    return i
+
+
+def _json_end(b, i, depth=0):
+    """End of the JSON value starting at b[i], or -1: a strict RFC 8259 syntax check (the
+    MicroPython parser accepts missing commas and colons, which a command must not have)."""
+    if i >= len(b) or depth > 8:
+        return -1
+    c = b[i]
+    if c == 0x22:  # string
+        i += 1
+        while i < len(b):
+            c = b[i]
+            if c == 0x22:
+                return i + 1
+            if c < 0x20:
+                return -1
+            if c == 0x5C:
+                i += 1
+                if i >= len(b):
+                    return -1
+                if b[i] == 0x75:
+                    for j in range(i + 1, i + 5):
+                        if j >= len(b) or b[j] not in b"0123456789abcdefABCDEF":
+                            return -1
+                    i += 4
+                elif b[i] not in b'"\\/bfnrt':
+                    return -1
+            i += 1
+        return -1
+    if c == 0x7B or c == 0x5B:  # object or array
+        close = 0x7D if c == 0x7B else 0x5D
+        i = _ws(b, i + 1)
+        if i < len(b) and b[i] == close:
+            return i + 1
+        while True:
+            if c == 0x7B:
+                if i >= len(b) or b[i] != 0x22:
+                    return -1
+                i = _ws(b, _json_end(b, i, depth + 1))
+                if i >= len(b) or b[i] != 0x3A:
+                    return -1
+                i = _ws(b, i + 1)
+            i = _json_end(b, i, depth + 1)
+            if i < 0:
+                return -1
+            i = _ws(b, i)
+            if i < len(b) and b[i] == close:
+                return i + 1
+            if i >= len(b) or b[i] != 0x2C:
+                return -1
+            i = _ws(b, i + 1)
+    for word in (b"true", b"false", b"null"):
+        if b[i:i + len(word)] == word:
+            return i + len(word)
+    start = i  # number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+    if b[i] == 0x2D:
+        i += 1
+    digits = i
+    while i < len(b) and 0x30 <= b[i] <= 0x39:
+        i += 1
+    if i == digits or (b[digits] == 0x30 and i - digits > 1):
+        return -1
+    if i < len(b) and b[i] == 0x2E:
+        i += 1
+        frac = i
+        while i < len(b) and 0x30 <= b[i] <= 0x39:
+            i += 1
+        if i == frac:
+            return -1
+    if i < len(b) and b[i] in b"eE":
+        i += 1
+        if i < len(b) and b[i] in b"+-":
+            i += 1
+        exp = i
+        while i < len(b) and 0x30 <= b[i] <= 0x39:
+            i += 1
+        if i == exp:
+            return -1
+    return i if i > start else -1
+
+
+def strict_json(b):
+    """True when bytes b are exactly one well-formed JSON value (with optional whitespace)."""
+    end = _json_end(b, _ws(b, 0))
+    return end >= 0 and _ws(b, end) == len(b)
+
+
 def parse(raw, key, now, window_s, seen):
-    """The checked command dict, or raise Rejected(reason). `seen` = {id: ts} of recent ids."""
+    """The checked command dict, or raise Rejected(reason). `seen` is the ReplayCache."""
     if len(raw) > MAX_BYTES:
         raise Rejected("too_large", str(len(raw)))
+    if not strict_json(raw):
+        raise Rejected("malformed", "not JSON")
     try:
         cmd = json.loads(raw)
     except (ValueError, UnicodeError):
@@ -90,8 +201,10 @@ def parse(raw, key, now, window_s, seen):
         raise Rejected("bad_mac")
     if ts < now - window_s or ts > now + window_s:
         raise Rejected("stale" if ts < now else "future", str(ts - now))
-    if cid in seen:
-        raise Rejected("replayed", cid)
+    if seen.seen(cid, ts):
+        raise Rejected("replayed", "id seen" if ts > seen.floor else "older than a damaged replay list")
+    if seen.full():
+        raise Rejected("rate_limited", "too many commands in the time window")
     spec = SCHEMA.get(op)
     if spec is None:
         raise Rejected("unknown_op", op[:32])
@@ -117,46 +230,98 @@ def _same(a, b):
     return diff == 0
 
 
-def load_seen(path, now, window_s):
-    try:
-        seen = store.read_json(path) or {}
-    except ValueError:
-        seen = {}  # a damaged list only means old ids can't be replayed anyway: they are stale
-    for cid in list(seen):
-        if seen[cid] < now - window_s:
-            del seen[cid]
-    return seen
+class ReplayCache:
+    """Ids of the commands accepted within the time window, kept on flash.
+
+    File: floor ts (u32) | records of sha256(id)[:8] + ts (u32) | crc32 (u32). Only hashes are
+    kept, so 256 ids cost 3 KiB. If the file is damaged, nothing signed before that moment
+    is accepted again (the floor); if it is full of ids still inside the window, new
+    commands are refused (rate_limited) rather than forgetting an id that could be replayed.
+    """
+    MAX = 256
+
+    def __init__(self, path, now, window_s):
+        self.path = path
+        self.floor = 0
+        self.buf = bytearray()
+        self.damaged = False
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError:
+            return
+        if len(raw) < 8 or (len(raw) - 8) % 12 or \
+                struct.unpack("<I", raw[-4:])[0] != binascii.crc32(raw[:-4]) & 0xFFFFFFFF:
+            self.damaged = True
+            self.floor = now
+            return
+        self.floor = struct.unpack("<I", raw[:4])[0]
+        limit = now - window_s
+        for off in range(4, len(raw) - 4, 12):
+            if struct.unpack("<I", raw[off + 8:off + 12])[0] >= limit:
+                self.buf += raw[off:off + 12]
+
+    @staticmethod
+    def _key(cid):
+        return hashlib.sha256(cid.encode()).digest()[:8]
+
+    def seen(self, cid, ts):
+        if ts <= self.floor:
+            return True
+        key = self._key(cid)
+        for off in range(0, len(self.buf), 12):
+            if self.buf[off:off + 8] == key:
+                return True
+        return False
+
+    def full(self):
+        return len(self.buf) >= self.MAX * 12
+
+    def add(self, cid, ts):
+        self.buf += self._key(cid) + struct.pack("<I", ts)
+        self.save()
+
+    def save(self):
+        data = struct.pack("<I", self.floor) + self.buf
+        store.write_atomic(self.path, data + struct.pack("<I", binascii.crc32(data) & 0xFFFFFFFF))
 
 
-def remember(path, seen, cid, ts):
-    if len(seen) >= _SEEN_MAX:
-        oldest = None
-        for k in seen:
-            if oldest is None or seen[k] < seen[oldest]:
-                oldest = k
-        del seen[oldest]
-    seen[cid] = ts
-    store.write_json(path, seen)
+def _clean(text, limit=64):
+    """Text from a sender as it may appear in a signed event: unchanged when well-formed,
+    otherwise printable ASCII with "?" for everything else; bounded."""
+    if not isinstance(text, str):
+        return None
+    text = text[:limit]
+    if _good_text(text):
+        return text
+    return "".join(ch if 32 <= ord(ch) < 127 and len(ch.encode()) == 1 else "?" for ch in text)
 
 
 async def handle(app, raw):
     """Check and run one command; returns the reply dict (already persisted/emitted)."""
     cfg = app.cfg
     window = cfg["commands"]["window_s"]
-    path = app.root + "/cmd_seen.json"
     now = app.now()
-    seen = load_seen(path, now, window)
+    seen = ReplayCache(app.root + "/cmd_seen.bin", now, window)
+    if seen.damaged:
+        seen.save()
+        app.emit("command.rejected", {"id": None, "op": None, "reason": "replay_list_damaged",
+                                      "detail": "commands signed before now are refused"})
     cid = None
     op = None
     try:
         cmd = parse(raw, binascii.unhexlify(cfg["key"]), now, window, seen)
         cid, op = cmd["id"], cmd["op"]
-        remember(path, seen, cid, cmd["ts"])
+        seen.add(cid, cmd["ts"])
+        seen = None
         result = await _run(app, op, cmd["args"])
     except Rejected as e:
         if cid is None:
             cid, op = _peek(raw)
-        app.emit("command.rejected", {"id": cid, "op": op, "reason": e.reason, "detail": e.detail[:64]})
+        # The signed event gets printable text only; the reply echoes the id as sent, so
+        # the sender can match it.
+        app.emit("command.rejected", {"id": _clean(cid), "op": _clean(op, 32), "reason": e.reason,
+                                      "detail": _clean(e.detail) or ""})
         return {"id": cid, "ok": False, "error": e.reason, "detail": e.detail}
     return {"id": cid, "ok": True, "result": result}
 
@@ -230,10 +395,11 @@ def _config_set(app, patch):
     structural = [k for k in patch if k in _STRUCTURAL]
     if structural and app.busy():
         raise Rejected("busy", "people waiting or being served; change %s after hours" % ",".join(structural))
-    normal = cfgmod.normalise(merged)
+    current = errors = None
     store.write_json(app.root + "/config.json", merged)
     restart = [k for k in patch if k not in _LIVE]
     if not restart:
+        normal = cfgmod.normalise(merged)
         for k in patch:
             app.cfg[k] = normal[k]
         app.config_changed()

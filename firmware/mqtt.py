@@ -630,8 +630,9 @@ class MQTTClient:
             topic, qos, pid, poff = decode_publish(first, buf, off, end)
             if qos == 2:
                 raise ValueError("qos 2 publish")  # never subscribed with qos 2
-            if complete:
-                self._call(self.on_message, topic, bytes(self._rx.mv[poff:end]))
+            # A message larger than the receive buffer is dropped, but its topic is passed
+            # with payload None so the application can answer the sender.
+            self._call(self.on_message, topic, bytes(self._rx.mv[poff:end]) if complete else None)
             if qos:
                 while self._ack_n == _ACK_RING:
                     self._acked.clear()
