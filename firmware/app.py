@@ -24,7 +24,8 @@ _PRIO = {"device.heartbeat": 0, "printer.status": 0,
          "ticket.issued": 2, "rating.submitted": 2, "rating.expired": 2, "service.finished": 2,
          "ticket.called": 2}
 _STATE_FREE = ("device.boot", "device.heartbeat", "printer.status", "ticket.refused",
-               "command.rejected", "config.applied", "outbox.dropped", "clock.set")
+               "command.rejected", "config.applied", "outbox.dropped", "clock.set",
+               "storage.recovered")
 _MAX_COMMANDS = 4  # queued backend commands; more are answered "busy" (a flood can't eat RAM)
 
 
@@ -55,6 +56,8 @@ class App:
         self.publisher = None
         self.boot_no = 0
         self.commands = []          # raw command payloads waiting to be handled
+        self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
+        self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
         self.restart_pending = False
         self.problems = []
 
@@ -64,12 +67,16 @@ class App:
         from firmware import recovery
         replayed = recovery.recover(self)
         _unload("firmware.recovery", "firmware.store")
+        # Short power cycles must not keep the outbox from being released.
+        self.since_snapshot = replayed
         self.publisher = Publisher(self)
         self.emit("device.boot", {"fw": FIRMWARE, "role": self.cfg["role"], "boot": self.boot_no,
                                   "replayed": replayed, "outbox_pending": self.outbox.pending(),
                                   "problems": self.problems + list(self.outbox.problems)})
         if self.hall.is_new_day(self.now()):
             self.emit(*self.hall.decide_day(self.now()))
+        if self.since_snapshot >= SNAPSHOT_EVERY:
+            self.snapshot()
         self._home_screen()
 
     def now(self):
@@ -86,7 +93,17 @@ class App:
         seq, prev = self.stamper.seq, self.stamper.prev
         payload = self.stamper.stamp(etype, data, ts)
         try:
-            self.outbox.append(self.stamper.seq, payload, _PRIO.get(etype, 1))
+            try:
+                self.outbox.append(self.stamper.seq, payload, _PRIO.get(etype, 1))
+            except OutboxFull:
+                # Delivered events may only be waiting for a snapshot to cover them: two
+                # snapshots (of the state before this event) move the release floor up to
+                # now; then stamp again and try once more.
+                self.stamper.seq, self.stamper.prev = seq, prev
+                self.snapshot()
+                self.snapshot()
+                payload = self.stamper.stamp(etype, data, ts)
+                self.outbox.append(self.stamper.seq, payload, _PRIO.get(etype, 1))
         except (OutboxFull, OSError) as e:
             self.stamper.seq, self.stamper.prev = seq, prev
             self.stats["storage_errors"] += 1
@@ -95,8 +112,11 @@ class App:
             self.hal.indicator.set("error", True)
             return False
         if self.fault:
-            self.fault = None
+            fault, self.fault = self.fault, None
             self.hal.indicator.set("error", False)
+            refused, self.full_refusals = self.full_refusals, 0
+            self.emit("storage.recovered", {"fault": fault, "refused_tickets": refused,
+                                            "errors": self.stats["storage_errors"]})
         if self.outbox.dropped:
             dropped = self.outbox.dropped
             self.outbox.dropped = []
@@ -154,7 +174,8 @@ class App:
             if etype == "ticket.refused":
                 return self._refuse(data)
             if not self.emit(etype, data):
-                return {"ok": False, "refused": "storage_error"}
+                self.full_refusals += 1
+                return {"ok": False, "refused": "outbox_full" if self.fault == "storage.full" else "storage_error"}
             self._show(messages.lines("ticket", self.langs, data["ticket"], data["ahead"]), data["ticket"], 5)
             if printed:
                 await self._print(data)

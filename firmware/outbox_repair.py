@@ -96,8 +96,8 @@ def recover(box):
     root = box.root
     nums = []
     for name in os.listdir(root):
-        if len(name) == 12 and name.endswith(_SUFFIX) and name[:8].isdigit():
-            nums.append(int(name[:8]))
+        if len(name) >= 12 and name.endswith(_SUFFIX) and name[:-4].isdigit():
+            nums.append(int(name[:-4]))  # 8 digits, more once numbering passes 99999999
         elif name == _META:
             pass
         elif name == _META + ".tmp" or (name.endswith(_SUFFIX + ".tmp") and name[:8].isdigit()):
@@ -107,9 +107,8 @@ def recover(box):
         else:
             box._problem("%s: unknown file ignored" % name)
     nums.sort()
-    if nums:
-        box._next_no = nums[-1] + 1
     prev = 0
+    stuck = 0           # highest number of a file that could not be removed
     lost_after = None
     for no in nums:
         name = box._name(no)
@@ -121,6 +120,9 @@ def recover(box):
         if note:
             box._problem("%s: %s at offset %d, %d bytes dropped"
                          % (name, note, seg[_SIZE], size - seg[_SIZE]))
+        # Only the newest segment can end in a torn write (the power cut came mid-append);
+        # anything cut from an older one is a loss and is reported as dropped.
+        lost = note and not (note == "torn tail" and no == nums[-1])
         if lost_after is not None and seg[_COUNT] and seg[_FIRST] > lost_after + 1:
             _note_range(box.dropped, lost_after + 1, seg[_FIRST] - 1)
         if seg[_COUNT] == 0:
@@ -128,16 +130,20 @@ def recover(box):
                 _remove(box._path(no))
             except OSError:
                 box._problem("%s: cannot remove" % name)
-            if note and note != "torn tail":
+                stuck = no
+            if lost:
                 lost_after = prev
             continue
-        lost_after = seg[_LAST] if note and note != "torn tail" else None
+        lost_after = seg[_LAST] if lost else None
         if note or dups:
             last_off = _repair(box, seg, prev, last_off, no == nums[-1])
         box._segs.append(seg)
         prev = seg[_LAST]
         box._last_off = last_off
     box._last_seq = prev
+    # Next segment number from what survived: a stray high-numbered file that was dropped
+    # must not push the numbering on.
+    box._next_no = max(box._segs[-1][_NO] if box._segs else 0, stuck) + 1
     if box._segs:
         before = box._segs[0][_FIRST] - 1
         box._acked = max(box._acked, before)

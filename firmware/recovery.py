@@ -5,6 +5,7 @@ device is serving (the app imports it at boot and for each periodic snapshot onl
 """
 import binascii
 import json
+import os
 
 from firmware import store
 from firmware.envelope import Stamper, chain_hash, ZERO_PREV
@@ -18,19 +19,27 @@ def recover(app):
     meta = _read_or_none(root + "/meta.json") or {}
     app.boot_no = meta.get("boot", 0) + 1
     store.write_json(root + "/meta.json", {"boot": app.boot_no})
-    app.outbox = Outbox(root + "/outbox", app.cfg["outbox"]["max_kb"] * 1024)
+    max_bytes = app.cfg["outbox"]["max_kb"] * 1024
+    # At least four segments, so that releasing old ones can always make room.
+    app.outbox = Outbox(root + "/outbox", max_bytes, min(16384, max_bytes // 4))
     seq, prev, applied = 0, ZERO_PREV, 0
-    snap = _read_or_none(root + "/hall.json")
-    if snap is None and store.exists(root + "/hall.json"):
-        app.problems.append("hall.json damaged; state rebuilt from the outbox")
-    elif snap:
+    for name in ("hall.json", "hall.prev.json"):
+        snap = _read_or_none(root + "/" + name)
+        if snap is None:
+            if store.exists(root + "/" + name):
+                app.problems.append(name + " damaged")
+            continue
         try:
             restore(app.hall, snap["hall"])
             seq, prev, applied = snap["seq"], snap["prev"], snap["seq"]
+            app.snapshot_seq = applied
+            break
         except (KeyError, ValueError, TypeError, IndexError):
-            app.problems.append("hall.json unusable; state rebuilt from the outbox")
+            app.problems.append(name + " unusable")
             app.hall = Hall(app.cfg)
-            applied = 0
+    else:
+        if app.problems:
+            app.problems.append("state rebuilt from the outbox")
     last = app.outbox.last()
     if last is not None and last[0] > seq:
         seq, prev = last[0], chain_hash(last[1])
@@ -55,11 +64,20 @@ def recover(app):
 
 
 def write_snapshot(app):
-    """hall.json = state after event `seq`; lets the outbox release what it covers."""
+    """hall.json = state after event `seq`, the one before kept as hall.prev.json.
+
+    The outbox may release only what the *older* snapshot covers, so if the newer one is
+    ever damaged the device falls back to the older one and still replays every event.
+    """
+    root = app.root
     seq = app.stamper.seq
-    store.write_json(app.root + "/hall.json", {"seq": seq, "prev": app.stamper.prev,
+    store.write_json(root + "/hall.json.new", {"seq": seq, "prev": app.stamper.prev,
                                                "hall": snapshot(app.hall)})
-    app.outbox.set_floor(seq)
+    if store.exists(root + "/hall.json"):
+        os.rename(root + "/hall.json", root + "/hall.prev.json")
+    os.rename(root + "/hall.json.new", root + "/hall.json")
+    app.outbox.set_floor(app.snapshot_seq)
+    app.snapshot_seq = seq
 
 
 def _read_or_none(path):

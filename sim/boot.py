@@ -91,6 +91,13 @@ def load_config(path, data_root):
         good = store.read_json(current)
     except ValueError:
         good = None
+    if (good is None or cfgmod.validate(good)) and raw is None and not problem:
+        # The stored copy is damaged but the technician's file (unchanged) is good: use it.
+        sys.stderr.write("qterm-sim: %s damaged; applying %s again\n" % (current, path))
+        with open(path, "rb") as f:
+            good = json.loads(f.read())
+        if not cfgmod.validate(good):
+            store.write_json(current, good)
     if good is None or cfgmod.validate(good):
         _die("no usable configuration:\n  " + "\n  ".join(problem or ["%s is damaged" % current]))
     for line in problem:
