@@ -457,22 +457,28 @@ class App:
         await self.publisher.reply({"id": cid, "ok": False, "error": reason})
 
     async def _commands(self):
+        """Handle queued commands one by one. Nothing may end this task early: commands
+        arriving later are only started by it."""
         while self.commands:
             raw = self.commands[0]
-            if raw is None:
-                self.commands.pop(0)
-                await self._refuse_command(None, "too_large")
-                continue
-            gc.collect()  # commands are rare and heavy (config validation): start from a clean heap
-            from firmware import commands
             try:
+                if raw is None:
+                    await self._refuse_command(None, "too_large")
+                    continue
+                gc.collect()  # commands are rare and heavy (config validation): start clean
+                from firmware import commands
                 reply = await commands.handle(self, raw)
-            except Exception as e:  # a bug must not take the terminal down
-                reply = {"id": None, "ok": False, "error": "internal", "detail": repr(e)[:80]}
+                await self.publisher.reply(reply)
+            except Exception as e:  # low memory or a bug: answer, and carry on serving
+                self.fault_seen("command", e)
+                try:
+                    await self.publisher.reply({"id": None, "ok": False, "error": "internal",
+                                                "detail": repr(e)[:80]})
+                except Exception:
+                    pass
             finally:
+                self.commands.pop(0)
                 _unload("firmware.commands", "firmware.config", "firmware.store")
-            self.commands.pop(0)
-            await self.publisher.reply(reply)
             if self.restart_pending:
                 await asyncio.sleep_ms(300)  # let the reply and config.applied go out first
                 self.restart()

@@ -375,9 +375,9 @@ async def _run(app, op, args):
 def _config_set(app, patch):
     """Validate the patched config, persist it atomically, apply it, announce config.applied."""
     from firmware import config as cfgmod
-    current = store.read_json(app.root + "/config.json")
-    if current is None:
-        raise Rejected("no_config")
+    # The running config is complete and valid (defaults filled in): patch a shallow copy of
+    # it rather than parsing config.json again - a second copy would not fit in the heap.
+    current = app.cfg
     for k in ("key", "site", "device", "role", "version"):
         if k in patch:
             raise Rejected("not_allowed", k + " is set by provisioning only")
@@ -395,7 +395,7 @@ def _config_set(app, patch):
     structural = [k for k in patch if k in _STRUCTURAL]
     if structural and app.busy():
         raise Rejected("busy", "people waiting or being served; change %s after hours" % ",".join(structural))
-    current = errors = None
+    errors = None
     store.write_json(app.root + "/config.json", merged)
     restart = [k for k in patch if k not in _LIVE]
     if not restart:

@@ -14,6 +14,7 @@ from firmware.mqtt import MQTTClient
 
 _BATCH = 8           # records read from flash per pass: bounded RAM, flash read in small bites
 _STATE_MIN_MS = 1000  # retained state snapshot at most once a second
+_WINDOW = 8          # QoS 1 messages in flight: pipelined, yet bounded RAM (~3 KiB)
 _RX_BYTES = 2304      # a 2 KiB command (commands.MAX_BYTES) plus its topic and header
 
 
@@ -39,7 +40,7 @@ class Publisher:
             ssl_context=tls_context(b, app.root),
             server_hostname=(b.get("server_name") or b["host"]) if b.get("tls") else None,
             will=(self.base + "status", offline.encode(), True, 1),
-            clean_session=False, window=16, subs=[(self.base + "cmd", 1)], rx_size=_RX_BYTES,
+            clean_session=False, window=_WINDOW, subs=[(self.base + "cmd", 1)], rx_size=_RX_BYTES,
             on_message=self._on_message, on_ack=self._on_ack, on_state=self._on_state)
         self.inflight = {}   # packet id -> seq
         self.sent = app.outbox.acked()
