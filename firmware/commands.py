@@ -399,9 +399,8 @@ def _config_set(app, patch):
     store.write_json(app.root + "/config.json", merged)
     restart = [k for k in patch if k not in _LIVE]
     if not restart:
-        normal = cfgmod.normalise(merged)
         for k in patch:
-            app.cfg[k] = normal[k]
+            app.cfg[k] = cfgmod.normalised(merged, k)
         app.config_changed()
     app.emit("config.applied", {"keys": sorted(patch.keys()), "restart": bool(restart)})
     if restart:

@@ -332,21 +332,26 @@ def _check_sections(c, cfg, langs):
         c.typed(cfg, "ntp", "", "text")
 
 
+def normalised(cfg, k):
+    """cfg[k] with its defaults filled in (a new dict for sections)."""
+    v = DEFAULTS.get(k)
+    if isinstance(v, dict):
+        merged = dict(v)
+        merged.update(cfg.get(k) or {})
+        if k == "rating" and not merged.get("reasons"):
+            merged["reasons"] = [{"code": r[0], "zh": r[1], "en": r[2]} for r in DEFAULT_REASONS]
+        return merged
+    return cfg.get(k, v)
+
+
 def normalise(cfg):
     """A copy of a valid cfg with every optional key filled from DEFAULTS."""
     out = {}
-    for k, v in DEFAULTS.items():
-        if isinstance(v, dict):
-            merged = dict(v)
-            merged.update(cfg.get(k) or {})
-            out[k] = merged
-        else:
-            out[k] = cfg.get(k, v)
+    for k in DEFAULTS:
+        out[k] = normalised(cfg, k)
     for k, v in cfg.items():
         if k not in out:
             out[k] = v
-    if not out["rating"].get("reasons"):
-        out["rating"]["reasons"] = [{"code": r[0], "zh": r[1], "en": r[2]} for r in DEFAULT_REASONS]
     for s in out["services"]:
         s.setdefault("hours", ["00:00", "24:00"])
         s.setdefault("daily_limit", 999)

@@ -27,7 +27,11 @@ def write_atomic(path, data):
 
 
 def write_json(path, obj):
-    write_atomic(path, json.dumps(obj))
+    """Like write_atomic, streaming the JSON (a config never exists as one big string)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f)
+    os.rename(tmp, path)
 
 
 def read_json(path):

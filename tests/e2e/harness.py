@@ -228,4 +228,5 @@ def send_raw_command(sim, sub, payload, cid, timeout=5.0, site="hall01", dev="te
                 if reply.get("id") == cid:
                     return reply
         time.sleep(0.05)
-    raise AssertionError("no cmd/reply for %r within %.1fs" % (cid, timeout))
+    raise AssertionError("no cmd/reply for %r within %.1fs; device output:\n%s\nlast lines at the broker:\n%s" % (
+        cid, timeout, sim.output()[-1200:], "\n".join(ln[:200] for ln in sub.lines()[-6:])))
