@@ -30,7 +30,7 @@ _MAX_COMMANDS = 4  # queued backend commands; more are answered "busy" (a flood 
 
 
 class App:
-    def __init__(self, hal, cfg, hooks=None):
+    def __init__(self, hal, cfg):
         self.hal = hal
         self.cfg = cfg
         self.langs = cfg["languages"]
@@ -49,7 +49,6 @@ class App:
         self.screen_until = 0
         self.stats = {"ignored": 0, "refused": 0, "storage_errors": 0}
         self.fault = None           # words on the display while storage is failing
-        self.hooks = hooks          # sim-only observers; None on the device
         self.started_ms = hal.clock.ticks_ms()
         self.outbox = None
         self.stamper = None
@@ -128,8 +127,6 @@ class App:
                 self.snapshot()
         if self.publisher:
             self.publisher.wake(etype not in _STATE_FREE)
-        if self.hooks:
-            self.hooks.event(etype, data)
         return True
 
     def snapshot(self):
@@ -217,7 +214,8 @@ class App:
         # 96 KiB heap the bytecode of rarely used modules is worth more as free RAM.
         from firmware import ticket as layout
         from firmware.gb2312 import Gb2312
-        layout.print_ticket(self.hal.printer.write, info, pcfg["cols"], Gb2312())
+        with Gb2312() as gb:
+            layout.print_ticket(self.hal.printer.write, info, pcfg["cols"], gb)
         _unload("firmware.ticket", "firmware.escpos", "firmware.gb2312")
         # A 58 mm printer needs about a second to print and cut; presses meanwhile are dropped.
         await asyncio.sleep_ms(pcfg.get("settle_ms", 800))
@@ -234,8 +232,11 @@ class App:
         kind, data = res
         if kind == "reason":
             from firmware import store
-            store.write_json(self.root + "/rating.pending", {"counter": cid, "ticket": pad.window[0],
-                                                             "score": score, "ms": pad.press_ms()})
+            try:  # keeps the score over a power cut during the reason step
+                store.write_json(self.root + "/rating.pending", {"counter": cid, "ticket": pad.window[0],
+                                                                 "score": score, "ms": pad.press_ms()})
+            except OSError:
+                self.stats["storage_errors"] += 1  # the step goes on; only a power cut now loses it
             self._show(self._reason_lines(), pad.window[0], 0)
             return {"ok": True, "stage": "reason"}
         return self._submit_rating(pad, data)
