@@ -27,10 +27,21 @@ def write_atomic(path, data):
 
 
 def write_json(path, obj):
-    """Like write_atomic, streaming the JSON (a config never exists as one big string)."""
+    """Like write_atomic; an object is written member by member, so a config never exists
+    as one big string (json.dump would stream, but only into native files)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f)
+        if isinstance(obj, dict):
+            sep = "{"
+            for k, v in obj.items():
+                f.write(sep)
+                f.write(json.dumps(k))
+                f.write(":")
+                f.write(json.dumps(v))
+                sep = ","
+            f.write("}" if sep == "," else "{}")
+        else:
+            f.write(json.dumps(obj))
     os.rename(tmp, path)
 
 

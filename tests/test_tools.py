@@ -312,8 +312,8 @@ def test_deploy_without_a_build(tmp_path):
     assert r.returncode == 2 and "no build at %s" % (tmp_path / "manifest.json") in r.stderr
 
 
-def test_no_device_wrong_port_or_silent_port_fail_clearly(tmp_path):
-    r = qterm("deploy", "--port", "/dev/ttyQTERM-none")
+def test_no_device_wrong_port_or_silent_port_fail_clearly(builds, tmp_path):
+    r = qterm("deploy", "--port", "/dev/ttyQTERM-none", "--build", builds["0.3.0-vdev1"])
     assert r.returncode == 1 and "no device at /dev/ttyQTERM-none" in r.stderr
     r = qterm("provision", "--port", "/etc/hostname", "--site", "h", "--device", "d", "--keystore", tmp_path / "k")
     assert r.returncode == 1 and "/etc/hostname is not a serial port" in r.stderr
