@@ -6,8 +6,6 @@ import json
 import os
 import sys
 
-import asyncio
-
 _USAGE = "usage: sim/run --config FILE --state DIR --broker HOST:PORT --control PORT [--flash files|lfs] [--echo]"
 
 

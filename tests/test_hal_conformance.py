@@ -1,7 +1,6 @@
 """Every hal interface method exists on its simulator double and on its ESP32 driver."""
 import importlib
 import inspect
-import sys
 
 import pytest
 

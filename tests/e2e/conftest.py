@@ -1,7 +1,7 @@
 import pytest
 
 from tests.broker import Broker, Subscriber
-from tests.e2e.harness import Sim, example_config
+from tests.e2e.harness import Sim, example_config, fast_config
 
 
 @pytest.fixture
@@ -21,5 +21,13 @@ def sub(broker):
 @pytest.fixture
 def sim(broker):
     s = Sim(broker.port, example_config()).start()
+    yield s
+    s.cleanup()
+
+
+@pytest.fixture
+def hall(broker):
+    """A simulator whose printer settles fast (queue and ticket scenarios)."""
+    s = Sim(broker.port, fast_config()).start()
     yield s
     s.cleanup()

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from tests.broker import Broker, Subscriber, free_port
+from tests.broker import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "sim", "config.example.json")
@@ -19,6 +19,13 @@ def example_config(**over):
         cfg = json.load(f)
     for k, v in over.items():
         cfg[k] = v
+    return cfg
+
+
+def fast_config(**over):
+    """The example hall with a short printer settle time, so tests get tickets quickly."""
+    cfg = example_config(**over)
+    cfg["printer"] = dict(cfg["printer"], settle_ms=50)
     return cfg
 
 

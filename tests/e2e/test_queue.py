@@ -6,9 +6,8 @@ on the printed ticket and in the events at a real broker.
 import math
 import time
 
-import pytest
 
-from tests.e2e.harness import Sim, command, events, example_config, wait_event
+from tests.e2e.harness import Sim, command, events, example_config, fast_config, wait_event
 from tests.escpos_decode import decode
 
 KEY = example_config()["key"]
@@ -16,18 +15,6 @@ TZ_S = 480 * 60
 RESET_S = 3 * 3600
 
 
-def hall_config(**over):
-    """The example hall with a short printer settle time so tickets come quickly."""
-    cfg = example_config(**over)
-    cfg["printer"] = dict(cfg["printer"], settle_ms=50)
-    return cfg
-
-
-@pytest.fixture
-def hall(broker):
-    s = Sim(broker.port, hall_config()).start()
-    yield s
-    s.cleanup()
 
 
 def wait_count(sub, etype, n, timeout=10.0):
@@ -315,7 +302,7 @@ def _hours_excluding_now():
 
 
 def test_refusals_say_why_and_consume_no_number(broker, sub):
-    cfg = hall_config()
+    cfg = fast_config()
     cfg["services"][0]["daily_limit"] = 2
     cfg["services"][1]["hours"] = _hours_excluding_now()
     sim = Sim(broker.port, cfg).start()

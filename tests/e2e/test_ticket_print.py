@@ -10,27 +10,13 @@ import signal
 import socket
 import time
 
-import pytest
 
-from tests.e2e.harness import Sim, command, events, example_config
+from tests.e2e.harness import Sim, command, events, example_config, fast_config
 from tests.escpos_decode import DecodeError, decode
 
 KEY = example_config()["key"]
 TZ_S = 480 * 60
 INIT = b"\x1b@"   # ESC @ starts every ticket; GB2312 and the ASCII QR payload never contain it
-
-
-def fast_config(**over):
-    cfg = example_config(**over)
-    cfg["printer"] = dict(cfg["printer"], settle_ms=50)
-    return cfg
-
-
-@pytest.fixture
-def hall(broker):
-    s = Sim(broker.port, fast_config()).start()
-    yield s
-    s.cleanup()
 
 
 def columns(text):

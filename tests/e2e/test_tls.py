@@ -1,5 +1,4 @@
 """The terminal talks to a TLS broker as configured: CA from its flash, name checked, password."""
-import json
 import os
 import shutil
 import subprocess
