@@ -130,12 +130,15 @@ class App:
         return True
 
     def snapshot(self):
-        from firmware import recovery
+        """Write the hall's snapshot so the outbox can release what it covers. Only an
+        optimisation: if it fails the outbox still holds everything needed to replay."""
+        gc.collect()
         try:
+            from firmware import recovery
             recovery.write_snapshot(self)
             self.since_snapshot = 0
-        except OSError:
-            pass  # the outbox still holds everything needed to replay
+        except (OSError, MemoryError) as e:
+            self.fault_seen("snapshot", e)
         _unload("firmware.recovery", "firmware.store")
 
     # ---- presses ---------------------------------------------------------------

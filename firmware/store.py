@@ -27,22 +27,34 @@ def write_atomic(path, data):
 
 
 def write_json(path, obj):
-    """Like write_atomic; an object is written member by member, so a config never exists
-    as one big string (json.dump would stream, but only into native files)."""
+    """Like write_atomic, written piece by piece: a config or a hall snapshot never exists
+    as one big string, only its largest single value does (json.dump would stream, but
+    only into native files)."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        if isinstance(obj, dict):
-            sep = "{"
-            for k, v in obj.items():
-                f.write(sep)
-                f.write(json.dumps(k))
-                f.write(":")
-                f.write(json.dumps(v))
-                sep = ","
-            f.write("}" if sep == "," else "{}")
-        else:
-            f.write(json.dumps(obj))
+        _dump(f, obj)
     os.rename(tmp, path)
+
+
+def _dump(f, obj):
+    if isinstance(obj, dict):
+        sep = "{"
+        for k, v in obj.items():
+            f.write(sep)
+            f.write(json.dumps(k))
+            f.write(":")
+            _dump(f, v)
+            sep = ","
+        f.write("}" if sep == "," else "{}")
+    elif isinstance(obj, (list, tuple)):
+        sep = "["
+        for v in obj:
+            f.write(sep)
+            _dump(f, v)
+            sep = ","
+        f.write("]" if sep == "," else "[]")
+    else:
+        f.write(json.dumps(obj))
 
 
 def read_json(path):
