@@ -5,7 +5,7 @@ outbox (durable) -> state applied -> printed / displayed / announced -> publishe
 later by the publisher task. Nothing here waits for the network.
 """
 import gc
-import json
+from time import ticks_diff
 
 import asyncio
 
@@ -384,7 +384,7 @@ class App:
             else:
                 self._expire(pad)
                 self._home_screen()
-        if self.screen_until and _ticks_diff(now_ms, self.screen_until) >= 0:
+        if self.screen_until and ticks_diff(now_ms, self.screen_until) >= 0:
             self.screen_until = 0
             self.hal.indicator.set("thanks", False)
             self._home_screen()
@@ -392,7 +392,7 @@ class App:
             self.emit(*self.hall.decide_day(self.now()))
             self.figure = ""
             self._home_screen()
-        if _ticks_diff(now_ms, last_hb) >= hb_every:
+        if ticks_diff(now_ms, last_hb) >= hb_every:
             last_hb = now_ms
             self.heartbeat()
         return last_hb
@@ -405,7 +405,7 @@ class App:
 
     def heartbeat(self):
         gc.collect()
-        self.emit("device.heartbeat", {"uptime_s": _ticks_diff(self.hal.clock.ticks_ms(), self.started_ms) // 1000,
+        self.emit("device.heartbeat", {"uptime_s": ticks_diff(self.hal.clock.ticks_ms(), self.started_ms) // 1000,
                                        "heap_free": gc.mem_free(), "outbox": self.outbox.pending(),
                                        "ignored": self.stats["ignored"], "refused": self.stats["refused"],
                                        "printer": self.paper, "net": self.hal.net.up()})
@@ -448,17 +448,10 @@ class App:
             asyncio.create_task(self._commands())
 
     async def _refuse_command(self, raw, reason):
-        cid = None
-        if raw is not None:
-            try:
-                cid = json.loads(raw).get("id")
-            except (ValueError, AttributeError, UnicodeError):
-                pass
-            if not isinstance(cid, str) or len(cid) > 64 or \
-                    [ch for ch in cid if not (32 <= ord(ch) < 127 and len(ch.encode()) == 1)]:
-                cid = None
-        self.emit("command.rejected", {"id": cid, "op": None, "reason": reason, "detail": ""})
-        await self.publisher.reply({"id": cid, "ok": False, "error": reason})
+        # Only called while the command task runs (a queue is waiting, or from inside its
+        # loop), and that task releases the commands module when it is done.
+        from firmware import commands
+        await self.publisher.reply(commands.refuse(self, raw, reason))
 
     async def _commands(self):
         """Handle queued commands one by one. Nothing may end this task early: commands
@@ -519,14 +512,6 @@ class App:
         asyncio.create_task(self.timers())
         asyncio.create_task(self.buttons())
         await self.publisher.run()
-
-
-def _ticks_diff(a, b):
-    try:
-        from time import ticks_diff
-        return ticks_diff(a, b)
-    except ImportError:
-        return a - b
 
 
 def _unload(*names):

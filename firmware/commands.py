@@ -318,12 +318,22 @@ async def handle(app, raw):
     except Rejected as e:
         if cid is None:
             cid, op = _peek(raw)
-        # The signed event gets printable text only; the reply echoes the id as sent, so
-        # the sender can match it.
-        app.emit("command.rejected", {"id": _clean(cid), "op": _clean(op, 32), "reason": e.reason,
-                                      "detail": _clean(e.detail) or ""})
-        return {"id": cid, "ok": False, "error": e.reason, "detail": e.detail}
+        return _rejected(app, cid, op, e.reason, e.detail)
     return {"id": cid, "ok": True, "result": result}
+
+
+def refuse(app, raw, reason):
+    """Refuse a command without checking it (too large to receive, or too many waiting)."""
+    cid, op = _peek(raw) if raw is not None else (None, None)
+    return _rejected(app, cid, op, reason, "")
+
+
+def _rejected(app, cid, op, reason, detail):
+    """Emit command.rejected and return the reply. The signed event gets printable text
+    only; the reply echoes the id as sent, so the sender can match it."""
+    app.emit("command.rejected", {"id": _clean(cid), "op": _clean(op, 32), "reason": reason,
+                                  "detail": _clean(detail) or ""})
+    return {"id": cid, "ok": False, "error": reason, "detail": detail}
 
 
 def _peek(raw):

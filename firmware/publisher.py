@@ -7,6 +7,7 @@ same packet ids, persistent session) and publishing continues after it; after a 
 publishing restarts from the last acknowledged record. Consumers dedupe on dev+seq.
 """
 import json
+from time import ticks_diff
 
 import asyncio
 
@@ -109,7 +110,7 @@ class Publisher:
                     await self._announce()
                 await self._drain()
                 now = self.app.hal.clock.ticks_ms()
-                if self.state_dirty and (last_state is None or _diff(now, last_state) >= _STATE_MIN_MS):
+                if self.state_dirty and (last_state is None or ticks_diff(now, last_state) >= _STATE_MIN_MS):
                     self.state_dirty = False
                     last_state = now
                     await self.client.publish(self.base + "state", json.dumps(self.app.hall.summary()).encode(),
@@ -154,14 +155,6 @@ class Publisher:
 def _fw():
     from firmware.app import FIRMWARE
     return FIRMWARE
-
-
-def _diff(a, b):
-    try:
-        from time import ticks_diff
-        return ticks_diff(a, b)
-    except ImportError:
-        return a - b
 
 
 def tls_context(b, root):
