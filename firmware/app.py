@@ -5,7 +5,7 @@ outbox (durable) -> state applied -> printed / displayed / announced -> publishe
 later by the publisher task. Nothing here waits for the network.
 """
 import gc
-from time import ticks_diff
+from time import ticks_add, ticks_diff
 
 import asyncio
 
@@ -344,7 +344,7 @@ class App:
     # ---- display -----------------------------------------------------------------
     def _show(self, lines, figure, hold_s):
         self.screen = lines
-        self.screen_until = self.hal.clock.ticks_ms() + hold_s * 1000 if hold_s else 0
+        self.screen_until = ticks_add(self.hal.clock.ticks_ms(), hold_s * 1000) if hold_s else 0
         self.hal.display.show([figure or self.figure] + list(lines))
 
     def _home_screen(self):
