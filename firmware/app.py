@@ -81,6 +81,14 @@ class App:
     def now(self):
         return self.hal.clock.time()
 
+    def clock_step(self, epoch, source):
+        """Set the wall clock to epoch (a step, not time passing): NTP, time.set, technician.
+        The caller has range-checked epoch. Emits clock.set."""
+        before = self.now()
+        self.hal.clock.set_time(epoch)
+        self.hal.clock.synced = True
+        self.emit("clock.set", {"from": before, "to": epoch, "source": source})
+
     # ---- the one way anything happens -------------------------------------------
     def emit(self, etype, data):
         """Stamp, persist, then apply. Returns True when the event is durable.

@@ -354,10 +354,7 @@ async def _run(app, op, args):
     if op == "status":
         return app.status()
     if op == "time.set":
-        before = app.now()
-        app.hal.clock.set_time(args["epoch"])
-        app.hal.clock.synced = True
-        app.emit("clock.set", {"from": before, "to": args["epoch"]})
+        app.clock_step(args["epoch"], "command")
         return {"time": app.now()}
     if op == "config.set":
         return _config_set(app, args["patch"])
