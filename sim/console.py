@@ -7,6 +7,7 @@ import argparse
 import json
 import socket
 import sys
+import time
 
 HELP = """commands (add @N to act on counter N, e.g. 'next @2'):
   t CODE          take a ticket for service CODE        tp CODE   priority (绿色通道) ticket
@@ -95,6 +96,14 @@ def main(argv=None):
         return 2
     if a.command:
         return _oneshot(link, a.command)
+    try:
+        return _interactive(link, a)
+    except KeyboardInterrupt:  # Ctrl-C while a request is out: leave, as at the prompt
+        print()
+        return 0
+
+
+def _interactive(link, a):
     print("qterm simulator console - 'help' lists commands" + (" - broker %s" % a.broker if a.broker else ""))
     while True:
         try:
@@ -114,7 +123,25 @@ def main(argv=None):
         if req is None:
             print(HELP)
             continue
-        print("  " + json.dumps(link.ask(req), ensure_ascii=False))
+        try:
+            print("  " + json.dumps(link.ask(req), ensure_ascii=False))
+        except (OSError, ValueError) as e:  # ConnectionError is an OSError
+            # The device resets itself after some config changes: same port, back in seconds.
+            link = _reconnect(a.port, 20)
+            if link is None:
+                print("the simulator stopped answering on 127.0.0.1:%d (%s)" % (a.port, e), file=sys.stderr)
+                return 1
+            print("  ! the simulator restarted; %r got no answer - check with 'status' before repeating it" % line)
+
+
+def _reconnect(port, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            return Link(port)
+        except OSError:
+            time.sleep(0.2)
+    return None
 
 
 def _oneshot(link, words):

@@ -1,4 +1,5 @@
 """Start a throw-away mosquitto on a free loopback port (tests and bench share this)."""
+import binascii
 import os
 import shutil
 import socket
@@ -66,19 +67,51 @@ class Broker:
 
 
 class Subscriber:
-    """mosquitto_sub -v on a topic filter, lines collected in a file (the backend's view)."""
+    """mosquitto_sub -v on a topic filter, lines collected in a file (the backend's view).
 
-    def __init__(self, port, topic="qterm/#"):
+    Ready when constructed: its subscription is active at the broker (a probe message on a
+    probe topic of its own came back), not merely started. Probe lines stay out of lines().
+    """
+
+    def __init__(self, port, topic="qterm/#", timeout=10.0):
         fd, self.path = tempfile.mkstemp(prefix="qterm-sub-", suffix=".log")
         os.close(fd)
+        self.port = port
+        self.probe_topic = "probe/qterm-sub/" + binascii.hexlify(os.urandom(6)).decode()
+        self.probes = 0
         self.proc = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-q", "1",
-                                      "-v", "-t", topic], stdout=open(self.path, "w"),
+                                      "-v", "-t", topic, "-t", self.probe_topic], stdout=open(self.path, "w"),
                                      stderr=subprocess.STDOUT)
-        time.sleep(0.3)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout=10.0):
+        """Publish probes until one arrives: the subscription is active now (again, after the
+        broker restarted: mosquitto_sub reconnects and subscribes anew on its own)."""
+        self.probes += 1
+        line = "%s ready-%d" % (self.probe_topic, self.probes)
+        deadline = time.time() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("mosquitto_sub exited (%s): %s" % (self.proc.returncode, self._raw()[-500:]))
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port), "-q", "1",
+                            "-t", self.probe_topic, "-m", line.split(" ", 1)[1]],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+            wait = time.time() + 0.1
+            while time.time() < wait:
+                if line in self._raw().splitlines():
+                    return self
+                time.sleep(0.02)
+            if time.time() > deadline:
+                raise AssertionError("subscriber on port %d not subscribed within %.1fs:\n%s" % (
+                    self.port, timeout, self._raw()[-500:]))
+
+    def _raw(self):
+        with open(self.path, encoding="utf-8", errors="replace") as f:
+            return f.read()
 
     def lines(self):
-        with open(self.path, encoding="utf-8", errors="replace") as f:
-            return [ln.rstrip("\n") for ln in f if ln.strip()]
+        probe = self.probe_topic + " "
+        return [ln for ln in self._raw().splitlines() if ln.strip() and not ln.startswith(probe)]
 
     def wait_for(self, predicate, timeout=5.0):
         """Wait until some line satisfies predicate(line); return that line."""

@@ -6,6 +6,7 @@
   validate   check a config file the way the firmware does, every error with its JSON path
   selftest   run the board's self-test (printer, display, buttons, network, broker, ...)
   monitor    live events from a broker, each checked against the device keys
+  ticket     the tickets in a printer byte stream (e.g. the simulator's printer.bin) as text
 
 Exit status: 0 success, 1 failure (device, config, check), 2 usage or missing host tool.
 """
@@ -13,7 +14,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("build", "deploy", "provision", "validate", "selftest", "monitor")
+COMMANDS = ("build", "deploy", "provision", "validate", "selftest", "monitor", "ticket")
 
 
 def _summary(doc):

@@ -33,27 +33,98 @@ free_port() {
   .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# port_taken PORT: true when something on this machine already listens on 127.0.0.1:PORT
+# (a simulator left from another run would otherwise answer in place of ours).
+port_taken() {
+  ! .venv/bin/python -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+
+# wait_port PORT PID SECONDS: exit 0 once 127.0.0.1:PORT accepts a connection, 3 when PID
+# ended first, 4 when SECONDS ran out. Polls; a fixed sleep races the device's boot.
+wait_port() {
+  .venv/bin/python - "$@" <<'PY'
+import socket, sys, time
+port, pid, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + limit
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        sys.exit(0)
+    except OSError:
+        pass
+    try:  # an ended child stays a zombie (state Z) until the shell reaps it
+        with open("/proc/%d/stat" % pid) as f:
+            ended = f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except OSError:
+        ended = True
+    if ended:
+        sys.exit(3)
+    if time.monotonic() > end:
+        sys.exit(4)
+    time.sleep(0.05)
+PY
+}
+
+# started NAME PID PORT SECONDS LOG: wait for PID to listen on PORT; else show LOG's tail and fail.
+started() {
+  rc=0
+  wait_port "$3" "$2" "$4" || rc=$?
+  [ "$rc" -eq 0 ] && return 0
+  if [ "$rc" -eq 3 ]; then
+    say "$1 exited before it opened 127.0.0.1:$3; its last output ($5):"
+  else
+    say "$1 did not open 127.0.0.1:$3 within $4 s; its last output ($5):"
+  fi
+  tail -n 20 "$5" >&2 || true
+  exit 1
+}
+
 run() {
   install
   PATH="/usr/sbin:$PATH"
   state=${QTERM_STATE:-$root/state}
   broker_port=${QTERM_BROKER_PORT:-$(free_port)}
   control_port=${QTERM_CONTROL_PORT:-7700}
+  for p in "$broker_port" "$control_port"; do
+    if port_taken "$p"; then
+      say "127.0.0.1:$p is already in use (a simulator or broker still running from another run?)."
+      say "stop it, or choose other ports with QTERM_CONTROL_PORT / QTERM_BROKER_PORT"
+      exit 1
+    fi
+  done
   mkdir -p "$state"
+  # Everything started below ends with this script: Ctrl-C, EOF, quit or an error.
+  pids=""
+  trap 'trap - EXIT; kill $pids 2>/dev/null || :; wait 2>/dev/null || :' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  trap 'exit 129' HUP
   printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$broker_port" > "$state/mosquitto.conf"
   mosquitto -c "$state/mosquitto.conf" >"$state/mosquitto.log" 2>&1 &
-  mpid=$!
-  trap 'kill $mpid $spid 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
-  sleep 0.3
+  pids="$!"
+  started mosquitto "$!" "$broker_port" 10 "$state/mosquitto.log"
+  say "starting the simulator (the first run builds the firmware image)"
+  # Ctrl-C is for the console; this script stops the device. A background job ignores SIGINT,
+  # but MicroPython installs its own handler over that, so the signal is blocked for it instead.
+  .venv/bin/python -c 'import os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGINT])
+os.execv(sys.argv[1], sys.argv[1:])' \
   sim/run --config "${QTERM_CONFIG:-sim/config.example.json}" --state "$state" \
-          --broker "127.0.0.1:$broker_port" --control "$control_port" --echo &
+          --broker "127.0.0.1:$broker_port" --control "$control_port" --echo >"$state/sim.log" 2>&1 &
   spid=$!
+  pids="$pids $spid"
+  started simulator "$spid" "$control_port" 60 "$state/sim.log"
+  # The device's own output (boot line, display and voice) follows in this terminal.
+  tail -n +1 -f --pid="$spid" "$state/sim.log" &
+  pids="$pids $!"
   say "broker 127.0.0.1:$broker_port  control 127.0.0.1:$control_port  state $state"
   say "watch events:  mosquitto_sub -h 127.0.0.1 -p $broker_port -v -t 'qterm/#'"
   if [ -t 0 ]; then
     .venv/bin/python -m sim.console --port "$control_port" --broker "127.0.0.1:$broker_port"
   else
-    wait $spid
+    wait "$spid"
   fi
 }
 

@@ -7,10 +7,13 @@ from tests.escpos_decode import decode
 
 
 def test_status_answers_with_role_queue_connection_and_outbox(sim):
-    s = sim.status()
+    s = sim.wait_drained()  # booted and connected: its boot events are at the broker
     assert s["ok"] and s["role"] == "all" and s["device"] == "term01"
-    assert set(s["waiting"]) == {"A", "B"}
-    assert "outbox" in s and "connected" in s
+    assert s["waiting"] == {"A": 0, "B": 0} and s["issued"] == {"A": 0, "B": 0}
+    assert s["outbox"] == 0 and s["connected"] is True
+    assert sim.press("ticket:B")["ticket"] == "B001"
+    s = sim.status()
+    assert s["waiting"] == {"A": 0, "B": 1} and s["issued"] == {"A": 0, "B": 1}
 
 
 def test_one_citizen_from_ticket_to_rating(sim, sub):
@@ -42,12 +45,17 @@ def test_one_citizen_from_ticket_to_rating(sim, sub):
 
 
 def test_display_shows_called_number_and_counter(sim):
-    sim.press("ticket:B")
-    sim.press("next")
+    assert sim.press("ticket:B")["ticket"] == "B001" and sim.press("ticket:A")["ticket"] == "A001"
+    # counter 2 serves B first: the counter shown must be the caller's, not a digit of the number
+    assert sim.press("next", counter="2")["ticket"] == "B001"
     d = sim.ask({"op": "display"})
     assert d["ok"]
-    assert "B001" in d["lines"][0] and "1" in d["lines"][0]
-    assert any("B001" in ln and "1号窗口" in ln for ln in d["lines"])
+    assert d["lines"][0].split() == ["B001", "2"], d  # the number and the counter, nothing else
+    assert any("B001" in ln and "2号窗口" in ln for ln in d["lines"]), d
+    assert sim.press("next")["ticket"] == "A001"
+    d = sim.ask({"op": "display"})
+    assert d["lines"][0].split() == ["A001", "1"], d
+    assert any("A001" in ln and "1号窗口" in ln for ln in d["lines"]), d
 
 
 def test_control_port_rejects_junk_without_harm(sim):
@@ -61,16 +69,50 @@ def test_control_port_rejects_junk_without_harm(sim):
     assert sim.status()["ok"]
 
 
+def _evt_seqs(sub, after):
+    """Seqs of every event delivery the backend received (duplicates kept), in arrival order."""
+    out = []
+    for ln in sub.lines():
+        topic, _, payload = ln.partition(" ")
+        if "/term01/evt/" in topic:
+            seq = json.loads(payload)["seq"]
+            if seq > after:
+                out.append(seq)
+    return out
+
+
 def test_ticket_and_rating_work_while_the_broker_is_down(broker, sub):
     sim = Sim(broker.port, example_config()).start()
     try:
-        sim.wait_drained()
+        before = sim.wait_drained()["seq"]
         broker.stop()
-        assert sim.press("ticket:A")["ok"]
+        assert sim.press("ticket:A")["ticket"] == "A001"
         assert sim.press("next")["ok"] and sim.press("finish")["ok"]
-        assert sim.press("rate4")["ok"]
-        assert sim.status()["outbox"] >= 4
+        r = sim.press("rate4")
+        assert r["ok"] and r["score"] == 4 and r["ticket"] == "A001", r
+        during = sim.status()
+        assert during["seq"] >= before + 4 and during["outbox"] >= 4, during
+        # The broker returns. The device's link is held down until the backend has subscribed
+        # again, so what it sends next cannot race the backend's own reconnect.
+        assert sim.ask({"op": "net", "up": False})["ok"]
         broker.start()
+        sub.wait_ready()
+        assert sim.ask({"op": "net", "up": True})["ok"]
+        after = sim.wait_drained(timeout=30)
+        wanted = list(range(before + 1, after["seq"] + 1))
+        deadline = time.time() + 10
+        while sorted(set(_evt_seqs(sub, before))) != wanted and time.time() < deadline:
+            time.sleep(0.05)
+        # every event issued during the outage arrived, in seq order, exactly once
+        assert _evt_seqs(sub, before) == wanted, (_evt_seqs(sub, before), wanted)
+        late = [e for e in events(sub) if e["seq"] > before]
+        kinds = [e["type"] for e in late if e["type"] != "device.heartbeat"]
+        assert kinds == ["ticket.issued", "ticket.called", "service.finished", "rating.submitted"], kinds
+        rated = late[[e["type"] for e in late].index("rating.submitted")]["data"]
+        assert (rated["ticket"], rated["score"], rated["counter"]) == ("A001", 4, "1"), rated
+        for prev, env in zip([None] + late, late):
+            if prev is not None:
+                assert env["seq"] == prev["seq"] + 1
     finally:
         sim.cleanup()
 
@@ -91,10 +133,12 @@ def test_power_cut_gives_offline_and_numbers_never_repeat(broker, sub):
         assert json.loads(line.split(" ", 1)[1])["state"] == "offline"
         sim.start()
         assert sim.press("ticket:A")["ticket"] == "A003"
-        issued = [e["data"]["ticket"] for e in events(sub, "ticket.issued")]
-        sim.wait_drained()
-        issued = [e["data"]["ticket"] for e in events(sub, "ticket.issued")]
-        assert sorted(issued) == ["A001", "A002", "A003"]
+        last = sim.wait_drained()["seq"]
+        wait_event(sub, "ticket.issued", lambda e: e["seq"] <= last and e["data"]["ticket"] == "A003")
+        # each number once, in the order issued, numbered on from before the cut
+        issued = [(e["data"]["ticket"], e["data"]["n"]) for e in events(sub, "ticket.issued")]
+        assert issued == [("A001", 1), ("A002", 2), ("A003", 3)], issued
+        assert sim.status()["issued"]["A"] == 3
     finally:
         sim.cleanup()
 
@@ -108,7 +152,8 @@ def test_bad_config_names_the_key_and_keeps_the_last_good(broker):
         sim.write_config(bad)
         sim.start()
         assert sim.status()["ok"]
-        assert "services[0].daily_limit" in sim.output()
+        assert "services[0].daily_limit: expected int" in sim.output(), sim.output()
+        assert sim.press("ticket:A")["ticket"] == "A001"  # still serving with the good config
     finally:
         sim.cleanup()
 
@@ -119,6 +164,6 @@ def test_bad_config_with_no_good_one_exits_non_zero(broker):
     sim = Sim(broker.port, bad)
     sim.start(wait=False)
     rc = sim.proc.wait(30)
-    assert rc != 0
-    assert "key" in sim.output() and "missing" in sim.output()
+    assert rc == 2, (rc, sim.output())
+    assert "no usable configuration" in sim.output() and ": key: missing" in sim.output(), sim.output()
     sim.cleanup()
