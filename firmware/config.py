@@ -21,7 +21,7 @@ DEFAULTS = {
     "day_reset_hour": 3,
     "heartbeat_s": 60,
     "voice": False,
-    "queue": {"max_recalls": 3, "priority_run": 3, "max_waiting": 200, "skipped_keep": 32},
+    "queue": {"max_recalls": 3, "priority_run": 3, "max_waiting": 200, "skipped_keep": 32, "next_guard_s": 3},
     "rating": {"window_s": 30, "reason_window_s": 15},
     "printer": {"cols": 32, "notice": None, "qr_prefix": "", "settle_ms": 800},
     "broker": {"host": "127.0.0.1", "port": 1883, "keepalive": 30, "tls": False,
@@ -61,7 +61,7 @@ _KEYS = {
          "printer", "broker", "outbox", "commands", "wifi", "board", "ntp"),
     "service": ("code", "prefix", "name", "hours", "daily_limit", "target_min", "avg_service_s"),
     "counter": ("id", "name", "services", "staff"),
-    "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep"),
+    "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep", "next_guard_s"),
     "rating": ("window_s", "reason_window_s", "reasons"),
     "printer": ("cols", "notice", "qr_prefix", "settle_ms"),
     "broker": ("host", "port", "keepalive", "tls", "ca", "server_name", "user", "password"),
@@ -278,6 +278,7 @@ def _check_sections(c, cfg, langs):
         c.int_range(q, "priority_run", "queue.", 1, 20)
         c.int_range(q, "max_waiting", "queue.", 1, 999)
         c.int_range(q, "skipped_keep", "queue.", 1, 200)
+        c.int_range(q, "next_guard_s", "queue.", 0, 60)
     r = c.typed(cfg, "rating", "", "object", required=False)
     if r is not None:
         c.int_range(r, "window_s", "rating.", 5, 600)
@@ -306,7 +307,9 @@ def _check_sections(c, cfg, langs):
         c.int_range(pr, "settle_ms", "printer.", 0, 5000)
     b = c.typed(cfg, "broker", "", "object", required=False)
     if b is not None:
-        c.typed(b, "host", "broker.", "text", required=False)
+        host = c.typed(b, "host", "broker.", "text", required=False)
+        if host is not None and not _ipv4(host):
+            c.err("broker.host", "expected an IPv4 address like 192.168.1.10 (a name lookup would block the terminal)")
         c.int_range(b, "port", "broker.", 1, 65535)
         c.int_range(b, "keepalive", "broker.", 5, 600)
         if "tls" in b:
@@ -329,7 +332,19 @@ def _check_sections(c, cfg, langs):
             c.typed(w, "password", "wifi.", "text", required=False)
             c.typed(w, "hostname", "wifi.", "text", required=False)
     if "ntp" in cfg:
-        c.typed(cfg, "ntp", "", "text")
+        ntp = c.typed(cfg, "ntp", "", "text")
+        if ntp is not None and not _ipv4(ntp):
+            c.err("ntp", "expected the NTP server's IPv4 address (a name lookup would block the terminal)")
+
+
+def _ipv4(s):
+    parts = s.split(".")
+    if len(parts) != 4:
+        return False
+    for p in parts:
+        if not p.isdigit() or len(p) > 3 or int(p) > 255:
+            return False
+    return True
 
 
 def normalised(cfg, k):

@@ -87,8 +87,9 @@ class Stamper:
         mv[end - 34:end - 2] = binascii.hexlify(mac[:16])
         mv = None  # CPython: no resize of buf while a view is alive
         payload = bytes(buf)
+        prev = chain_hash(payload)   # allocates: before anything changes
         self.seq = seq
-        self.prev = chain_hash(payload)
+        self.prev = prev
         return payload
 
 

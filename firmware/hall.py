@@ -69,9 +69,13 @@ class Counter:
         self.state = "open"        # open | paused | closed
         self.reason = ""
         self.direct = TicketRing(8)  # tickets transferred to this very counter
-        self.current = None        # [service, number, flags, origin, issued_off, called_off, recalls]
+        # current and rating point at these preallocated lists (or are None): applying an
+        # event, which happens after it is durable, must not allocate.
+        self.cur = [0, 0, 0, 0, 0, 0, 0]
+        self.rate = [None, None, None, 0]
+        self.current = None        # cur: [service, number, flags, origin, issued_off, called_off, recalls]
         self.priority_run = 0
-        self.rating = None         # [ticket label, service code, staff, opened_ts] while a window is open
+        self.rating = None         # rate: [ticket label, service code, staff, opened_ts] while a window is open
 
 
 def _minutes(hhmm):
@@ -95,8 +99,9 @@ class Hall:
         for c in self.counters:
             self.by_id[c.id] = c
         self.skipped = TicketRing(q["skipped_keep"])  # service byte = origin service
+        self.next_guard = q.get("next_guard_s", 3)
         self.day = ""
-        self.day_start = 0
+        self.day_start = 0     # origin of the tickets' time offsets; moves with clock steps
 
     # ---- lookups -------------------------------------------------------------
     def service(self, code):
@@ -132,18 +137,37 @@ class Hall:
         return (ahead * s.avg_s + counters * 60 - 1) // (counters * 60)
 
     def is_new_day(self, now):
-        return calendar.business_day(now, self.tz, self.reset_hour)[0] != self.day
+        """Time has passed into a later business day. Only a later day counts: after the
+        clock was stepped back, the day it already reached is not started again."""
+        return calendar.business_day(now, self.tz, self.reset_hour)[0] > self.day
 
     def _offset(self, ts):
         return max(0, ts - self.day_start)
 
     # ---- decisions (pure: state unchanged) -------------------------------------
     def decide_day(self, now):
+        """Events of a new business day: whoever is still being served is ended (not silently
+        forgotten), then the reset itself."""
         day, _ = calendar.business_day(now, self.tz, self.reset_hour)
+        out = []
+        for c in self.counters:
+            if c.current is not None:
+                d = self._ticket_fields(c, c.current)
+                d["reason"] = "day_reset"
+                d["served_s"] = max(0, self._offset(now) - c.current[5])
+                out.append(("service.ended", d))
         waiting = 0
         for s in self.services:
             waiting += len(s.waiting)
-        return ("day.reset", {"day": day, "prev_day": self.day, "dropped_waiting": waiting})
+        out.append(("day.reset", {"day": day, "prev_day": self.day, "dropped_waiting": waiting}))
+        return out
+
+    def decide_clock(self, before, after):
+        """A clock step is not time passing: the tickets' time offsets move with it and the
+        business day only ever moves forward (a late first NTP sync names today without
+        dropping anyone or restarting the numbers)."""
+        day = calendar.business_day(after, self.tz, self.reset_hour)[0]
+        return ("clock.set", {"from": before, "to": after, "day": day if day > self.day else self.day})
 
     def decide_issue(self, code, kind, now, appointment=None):
         s = self.by_code.get(code)
@@ -197,6 +221,10 @@ class Hall:
             raise Refused("counter_" + c.state)
         out = []
         if c.current is not None:
+            # A second 'next' right after a call is a bounce or a mashed key, not a citizen
+            # served in no time: nobody is finished and called on its account.
+            if self._offset(now) - c.current[5] < self.next_guard:
+                raise Refused("too_soon", str(self.next_guard))
             out.append(self.decide_finish(cid, now))
         ring, i, serving = self._pick(c)
         if ring is None:
@@ -247,19 +275,37 @@ class Hall:
 
     # ---- the one place state changes -------------------------------------------
     def apply(self, etype, d, ts):
-        """Change the hall as event (etype, data d) at time ts says; unknown types change nothing."""
+        """Change the hall as event (etype, data d) at time ts says; unknown types change nothing.
+
+        Runs after the event is durable, so it must not fail half-way: whatever allocates
+        (look-ups, date maths) comes before the first change, and the changes themselves
+        allocate nothing (preallocated rings and slots). A MemoryError can therefore only
+        come before anything changed, and the caller may simply try again.
+        """
         if etype == "ticket.issued":
             s = self.by_code[d["service"]]
-            s.last = d["n"]
-            s.waiting.append(d["n"], KINDS.get(d["kind"], 0), s.idx, self._offset(ts))
+            off = self._offset(ts)
+            if d["n"] > s.last:
+                s.last = d["n"]
+            s.waiting.append(d["n"], KINDS.get(d["kind"], 0), s.idx, off)
             return
         if etype == "day.reset":
             return self._new_day(d, ts)
+        if etype == "clock.set":
+            self.day_start += d["to"] - d["from"]
+            if d.get("day", "") > self.day:
+                self.day = d["day"]
+            return
         if etype == "ticket.requeued":
             s = self.by_code[d["service"]]
-            i = self.skipped.find(d["n"], s.idx)
+            sk = self.skipped
+            i = sk.find(d["n"], s.idx)
             if i >= 0:
-                number, flags, origin, issued = self.skipped.pop(i)
+                number = sk.number(i)
+                flags = sk.flags(i)
+                origin = sk.service(i)
+                issued = sk.issued(i)
+                sk.remove(i)
                 s.waiting.push_front(number, flags | REQUEUED, origin, issued)
             return
         c = self.by_id.get(d.get("counter"))
@@ -267,16 +313,35 @@ class Hall:
             return
         cur = c.current
         if etype == "ticket.called":
-            flags, origin, issued = self._take(c, d)
-            c.priority_run = c.priority_run + 1 if flags & (PRIORITY | APPOINTMENT) else 0
-            c.current = [self.by_code[d["service"]].idx, d["n"], flags, origin, issued, self._offset(ts), 0]
+            served = self.by_code[d["service"]].idx
+            origin = self.by_code[d.get("origin", d["service"])].idx
+            off = self._offset(ts)
+            cur = c.cur
+            # one store per slot: a 7-tuple assignment would build a tuple
+            cur[0] = served
+            cur[1] = d["n"]
+            cur[2] = 0
+            cur[3] = origin
+            cur[4] = 0
+            cur[5] = off
+            cur[6] = 0
+            self._take(c, cur)
+            c.priority_run = c.priority_run + 1 if cur[2] & (PRIORITY | APPOINTMENT) else 0
+            c.current = cur
         elif etype == "service.finished":
             s = self.by_code[d["service"]]
             s.finished += 1
             # Rolling average (weight 1/8): follows a slow afternoon without one long case dominating.
             s.avg_s = (s.avg_s * 7 + max(10, d["served_s"])) // 8
             c.current = None
-            c.rating = [d["ticket"], d["service"], d["staff"], ts]
+            r = c.rate
+            r[0] = d["ticket"]
+            r[1] = d["service"]
+            r[2] = d["staff"]
+            r[3] = ts
+            c.rating = r
+        elif etype == "service.ended":
+            c.current = None
         elif etype in ("rating.submitted", "rating.expired"):
             if c.rating is not None and c.rating[0] == d["ticket"]:
                 c.rating = None
@@ -286,7 +351,7 @@ class Hall:
         elif etype == "ticket.skipped":
             if cur is not None:
                 if self.skipped.full():
-                    self.skipped.pop(0)
+                    self.skipped.remove(0)
                 self.skipped.append(cur[1], cur[2], cur[3], cur[4])
                 c.current = None
         elif etype == "ticket.transferred":
@@ -311,9 +376,8 @@ class Hall:
             c.staff = None
 
     def _new_day(self, d, ts):
-        self.day, self.day_start = calendar.business_day(ts, self.tz, self.reset_hour)
-        if d.get("day"):
-            self.day = d["day"]
+        day, start = calendar.business_day(ts, self.tz, self.reset_hour)
+        self.day, self.day_start = d.get("day") or day, start
         for s in self.services:
             s.waiting.clear()
             s.last = 0
@@ -328,15 +392,20 @@ class Hall:
                 c.state = "open"
         self.skipped.clear()
 
-    def _take(self, c, d):
-        """Remove the called ticket from wherever it waits; (flags, origin, issued offset)."""
-        origin = self.by_code[d.get("origin", d["service"])].idx
-        for ring in [c.direct] + [self.services[si].waiting for si in c.services]:
-            i = ring.find(d["n"], origin)
-            if i >= 0:
-                _, flags, _, issued = ring.pop(i)
-                return flags, origin, issued
-        return 0, origin, 0
+    def _take(self, c, cur):
+        """Remove the called ticket (cur[1], origin cur[3]) from wherever it waits; fills in
+        its flags and issue time."""
+        ring = c.direct
+        i = ring.find(cur[1], cur[3])
+        if i < 0:
+            for si in c.services:
+                ring = self.services[si].waiting
+                i = ring.find(cur[1], cur[3])
+                if i >= 0:
+                    break
+        if i >= 0:
+            cur[2], cur[4] = ring.flags(i), ring.issued(i)
+            ring.remove(i)
 
     # ---- views for display / status ------------------------------------------
     def summary(self):

@@ -103,6 +103,7 @@ class Outbox:
         self._last_seq = 0
         self._last_off = 0
         self._roll = False      # True: the newest segment must not be appended to
+        self.lost_seq = 0       # highest seq legible in records cut from the newest segment at boot
         self._gen = 0
         self._fix("recover")
         self._release()
@@ -126,9 +127,13 @@ class Outbox:
         segs = self._segs
         seg = segs[-1] if segs else None
         fresh = seg is None or self._roll or seg[_SIZE] + size > self.segment_bytes
+        b0 = size if prio == 0 else 0
         if fresh:
             no = self._next_no
             off = 0
+            # allocated (and the list grown) before the write: once the record is on flash
+            # nothing may fail
+            segs.append([no, seq, seq, 1, size, b0, self._gen + 1])
         else:
             no = seg[_NO]
             off = seg[_SIZE]
@@ -141,8 +146,13 @@ class Outbox:
             with open(path, "ab") as f:
                 f.write(hdr)
                 f.write(payload)
+        except MemoryError:     # open() found no heap: nothing was written
+            if fresh:
+                segs.pop()
+            raise
         except OSError as err:
             if fresh:
+                segs.pop()
                 self._next_no = no + 1   # never append behind whatever is left there
             try:
                 self._fix("undo", path, seg, off, fresh)
@@ -151,12 +161,10 @@ class Outbox:
                 self._roll = True
                 self._problem("%s: partial record left after failed append: %r" % (path, err))
             raise err
-        b0 = size if prio == 0 else 0
         if fresh:
             self._next_no = no + 1
             self._roll = False
             self._gen += 1
-            segs.append([no, seq, seq, 1, size, b0, self._gen])
         else:
             seg[_LAST] = seq
             seg[_COUNT] += 1

@@ -123,6 +123,10 @@ def recover(box):
         # Only the newest segment can end in a torn write (the power cut came mid-append);
         # anything cut from an older one is a loss and is reported as dropped.
         lost = note and not (note == "torn tail" and no == nums[-1])
+        if lost and no == nums[-1]:
+            # Records cut from the newest segment may have been published already: the app
+            # continues after the highest seq still legible there, so none is used twice.
+            box.lost_seq = _seq_in_ruins(box, no, seg[_SIZE], size, seg[_LAST] if seg[_COUNT] else prev)
         if lost_after is not None and seg[_COUNT] and seg[_FIRST] > lost_after + 1:
             _note_range(box.dropped, lost_after + 1, seg[_FIRST] - 1)
         if seg[_COUNT] == 0:
@@ -148,6 +152,35 @@ def recover(box):
         before = box._segs[0][_FIRST] - 1
         box._acked = max(box._acked, before)
         box._floor = max(box._floor, before)
+
+
+def _seq_in_ruins(box, no, start, size, last):
+    """Highest seq of a plausible record header in bytes start..size of segment no (the part
+    cut off as damaged); 0 when it is only junk. Plausible: magic, prio <= 2, a length that
+    fits, and a seq after `last` but no further than those bytes could have held."""
+    limit = last + (size - start) // 100 + 1
+    best = 0
+    keep = _HDR_LEN - 1     # carried over between chunks, so no header is split
+    try:
+        with open(box._path(no), "rb") as f:
+            f.seek(start)
+            pos = start     # file offset of _buf[0]
+            have = 0
+            while True:
+                got = f.readinto(_mv[have:])
+                have += got or 0
+                for i in range(have - _HDR_LEN + 1):
+                    if _buf[i] == 0x51 and _buf[i + 1] <= 2:
+                        n, seq = struct.unpack_from("<HI", _buf, i + 2)
+                        if best < seq <= limit and seq > last and pos + i + _HDR_LEN + n <= size:
+                            best = seq
+                if not got or have < keep:
+                    return best
+                _buf[0:keep] = _buf[have - keep:have]
+                pos += have - keep
+                have = keep
+    except OSError:
+        return best
 
 
 def _load_meta(box):

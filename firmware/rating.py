@@ -35,7 +35,9 @@ class RatingPad:
         self.reason_ms = reason_window_s * 1000
         self.reasons = reasons
         self.stage = IDLE
-        self.window = None     # [ticket, service, staff, opened_ts]
+        self.ticket = None     # the service being rated: copied, the hall reuses its slots
+        self.service = None
+        self.staff = None
         self.opened_ms = 0
         self.deadline_ms = 0
         self.score = 0
@@ -46,7 +48,9 @@ class RatingPad:
     def open(self, window, now_ms, now_ts):
         """Invite a rating for window = [ticket, service, staff, opened_ts] (after a restart the
         window keeps its original opening time, so it never lasts longer than configured)."""
-        self.window = window
+        self.ticket = window[0]
+        self.service = window[1]
+        self.staff = window[2]
         # Tick arithmetic wraps (ticks_add/ticks_diff); a window older than its length is
         # simply over, which also keeps the offset within what ticks_add accepts.
         elapsed = min(max(0, now_ts - window[3]) * 1000, self.window_ms)
@@ -57,13 +61,19 @@ class RatingPad:
 
     def close(self):
         self.stage = IDLE
-        self.window = None
+        self.ticket = None
+
+    def fields(self):
+        """What every rating event of this window says about the service."""
+        return {"ticket": self.ticket, "service": self.service, "counter": self.counter, "staff": self.staff}
 
     def _data(self, reason, now_ms):
-        w = self.window
-        return {"ticket": w[0], "service": w[1], "counter": self.counter, "staff": w[2],
-                "score": self.score, "reason": reason, "followup": self.score <= 2,
-                "ms": max(0, _diff(self.score_ms, self.opened_ms))}
+        d = self.fields()
+        d["score"] = self.score
+        d["reason"] = reason
+        d["followup"] = self.score <= 2
+        d["ms"] = max(0, _diff(self.score_ms, self.opened_ms))
+        return d
 
     def press(self, score, now_ms):
         """Returns ('submit', data), ('reason', None) or None when the press is ignored."""
@@ -90,8 +100,7 @@ class RatingPad:
             return None
         if self.stage == REASON:
             return ("submit", self._data("none", now_ms))
-        w = self.window
-        return ("expired", {"ticket": w[0], "service": w[1], "counter": self.counter, "staff": w[2]})
+        return ("expired", self.fields())
 
     def press_ms(self):
         """Milliseconds from invitation to the score press (kept on flash during the reason step)."""

@@ -148,16 +148,18 @@ def _why(e):
     return repr(e)
 
 
-def clock(hal, cfg, ntp):
+async def clock(hal, cfg, ntp):
     from firmware import calendar
     c = hal.clock
-    if not getattr(c, "synced", False) and hal.net and hal.net.up() and hasattr(c, "sync"):
-        c.sync(ntp)
+    if ntp and not getattr(c, "synced", False) and hal.net and hal.net.up() and hasattr(c, "ntp_time"):
+        t = await c.ntp_time(ntp)
+        if t:
+            c.set_time(t)
     tz = cfg["tz_offset_min"] if cfg else 0
     when = calendar.stamp(c.time(), tz)
     if getattr(c, "synced", False) and c.time() > 1704067200:  # after 2024-01-01
         return True, "synced, %s local" % when
-    return False, "not synced (reads %s): check network and NTP server %s" % (when, ntp)
+    return False, "not synced (reads %s): %s" % (when, "check network and NTP server %s" % ntp if ntp else "no ntp address in the config; the backend can send time.set")
 
 
 def heap():
@@ -187,7 +189,7 @@ async def _all(hal, cfg, names, press_ms, res):
     else:
         res.check("network", False, "no link: the config has no wifi section")
     res.check("broker", *broker(cfg, hal.storage.root))
-    res.check("clock", *clock(hal, cfg, (cfg or {}).get("ntp") or "pool.ntp.org"))
+    res.check("clock", *(await clock(hal, cfg, (cfg or {}).get("ntp"))))
     res.check("heap", *heap())
     res.check("flash", *flash(hal))
 

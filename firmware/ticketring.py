@@ -3,6 +3,9 @@
 Each entry is 8 bytes: number (u16), flags (u8), origin service index (u8), seconds since the
 business day started when the ticket was issued (u32). A day of 3 000 tickets costs nothing
 extra: only tickets still waiting are held, up to the configured capacity.
+
+The changing operations (append, push_front, remove) allocate nothing: they run after an
+event is already durable, where a MemoryError would leave the state behind the flash.
 """
 import struct
 
@@ -34,43 +37,79 @@ class TicketRing:
         return self.n >= self.capacity
 
     def get(self, i):
-        """(number, flags, service index, issued offset s) of entry i."""
+        """(number, flags, service index, issued offset s) of entry i (allocates: decisions only)."""
         return struct.unpack_from(_FMT, self.buf, i * _SIZE)
+
+    def number(self, i):
+        b = self.buf
+        o = i * _SIZE
+        return b[o] | b[o + 1] << 8
 
     def flags(self, i):
         return self.buf[i * _SIZE + 2]
 
-    def number(self, i):
-        return struct.unpack_from("<H", self.buf, i * _SIZE)[0]
+    def service(self, i):
+        return self.buf[i * _SIZE + 3]
+
+    def issued(self, i):
+        b = self.buf
+        o = i * _SIZE + 4
+        return b[o] | b[o + 1] << 8 | b[o + 2] << 16 | b[o + 3] << 24
+
+    def _put(self, i, number, flags, service, offset_s):
+        b = self.buf
+        o = i * _SIZE
+        b[o] = number & 0xFF
+        b[o + 1] = (number >> 8) & 0xFF
+        b[o + 2] = flags
+        b[o + 3] = service
+        b[o + 4] = offset_s & 0xFF
+        b[o + 5] = (offset_s >> 8) & 0xFF
+        b[o + 6] = (offset_s >> 16) & 0xFF
+        b[o + 7] = (offset_s >> 24) & 0xFF
+
+    def _move(self, dst, src, count):
+        """Copy count bytes inside buf (overlap-safe) without a temporary slice."""
+        b = self.buf
+        if dst < src:
+            for k in range(count):
+                b[dst + k] = b[src + k]
+        else:
+            for k in range(count - 1, -1, -1):
+                b[dst + k] = b[src + k]
 
     def append(self, number, flags, service, offset_s):
         if self.n >= self.capacity:
             raise IndexError("ring full")
-        struct.pack_into(_FMT, self.buf, self.n * _SIZE, number, flags, service, offset_s)
+        self._put(self.n, number, flags, service, offset_s)
         self.n += 1
 
     def push_front(self, number, flags, service, offset_s):
         """Put a ticket first in line (transfers, requeues); the last entry is lost only if full."""
         if self.n >= self.capacity:
             self.n = self.capacity - 1
-        end = self.n * _SIZE
-        self.buf[_SIZE:end + _SIZE] = self.buf[0:end]
-        struct.pack_into(_FMT, self.buf, 0, number, flags, service, offset_s)
+        self._move(_SIZE, 0, self.n * _SIZE)
+        self._put(0, number, flags, service, offset_s)
         self.n += 1
+
+    def remove(self, i):
+        """Drop entry i; read what you need from it first."""
+        self._move(i * _SIZE, (i + 1) * _SIZE, (self.n - i - 1) * _SIZE)
+        self.n -= 1
 
     def pop(self, i):
         entry = self.get(i)
-        start = i * _SIZE
-        end = self.n * _SIZE
-        self.buf[start:end - _SIZE] = self.buf[start + _SIZE:end]
-        self.n -= 1
+        self.remove(i)
         return entry
 
     def find(self, number, service):
         """Index of the ticket with this number and origin service, or -1."""
+        b = self.buf
+        lo = number & 0xFF
+        hi = (number >> 8) & 0xFF
         for i in range(self.n):
-            num, _, svc, _ = self.get(i)
-            if num == number and svc == service:
+            o = i * _SIZE
+            if b[o] == lo and b[o + 1] == hi and b[o + 3] == service:
                 return i
         return -1
 
@@ -91,11 +130,6 @@ class TicketRing:
     def clear(self):
         self.n = 0
 
-    def dump(self):
-        """Bytes of the used part, for snapshots."""
-        return bytes(self.buf[:self.n * _SIZE])
-
-    def load(self, data):
-        n = min(len(data) // _SIZE, self.capacity)
-        self.buf[:n * _SIZE] = data[:n * _SIZE]
-        self.n = n
+    def used(self):
+        """A view of the used part (snapshots write it without a copy)."""
+        return memoryview(self.buf)[:self.n * _SIZE]

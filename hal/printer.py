@@ -13,6 +13,12 @@ class PrinterPort:
         """
         raise NotImplementedError
 
+    async def send(self, data):
+        """Send a whole ticket without holding up the event loop: events keep publishing and
+        rating windows keep running while the printer takes ~50 ms (115200 baud) to ~0.7 s
+        (9600 baud) for 600 bytes. Raises OSError when the printer stops accepting bytes."""
+        raise NotImplementedError
+
     def query(self, request, timeout_ms=300):
         """Send a real-time status request (e.g. DLE EOT 4 = b'\\x10\\x04\\x04').
 

@@ -6,11 +6,12 @@ import json
 import os
 import sys
 
-_USAGE = "usage: sim/run --config FILE --state DIR --broker HOST:PORT --control PORT [--flash files|lfs] [--echo]"
+_USAGE = ("usage: sim/run --config FILE --state DIR --broker HOST:PORT --control PORT"
+          " [--flash files|lfs] [--printer-baud N] [--echo]")
 
 
 def _args(argv):
-    opts = {"flash": "files", "echo": False}
+    opts = {"flash": "files", "echo": False, "printer-baud": "115200"}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -18,7 +19,7 @@ def _args(argv):
             opts["echo"] = True
             i += 1
             continue
-        if a in ("--config", "--state", "--broker", "--control", "--flash") and i + 1 < len(argv):
+        if a in ("--config", "--state", "--broker", "--control", "--flash", "--printer-baud") and i + 1 < len(argv):
             opts[a[2:]] = argv[i + 1]
             i += 2
             continue
@@ -30,8 +31,11 @@ def _args(argv):
     try:
         opts["broker"] = (host or "127.0.0.1", int(port))
         opts["control"] = int(opts["control"])
+        opts["baud"] = int(opts["printer-baud"])
+        if not 300 <= opts["baud"] <= 921600:
+            raise ValueError
     except ValueError:
-        _die("--broker must be HOST:PORT and --control a port number")
+        _die("--broker must be HOST:PORT, --control a port number and --printer-baud 300..921600")
     if opts["flash"] not in ("files", "lfs"):
         _die("--flash must be 'files' or 'lfs'")
     return opts
@@ -127,7 +131,7 @@ def main():
     from sim.control import Control
     from firmware.app import App
 
-    hal = SimHal(state, data_root, echo=opts["echo"])
+    hal = SimHal(state, data_root, echo=opts["echo"], baud=opts["baud"])
     app = App(hal, cfg)
     app.problems.extend(problems)
     app.boot()

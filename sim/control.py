@@ -55,6 +55,8 @@ class Control:
             return await fn(req)
         except (KeyError, TypeError, ValueError) as e:
             return {"ok": False, "error": "bad request for %s: %r" % (req["op"], e)}
+        except MemoryError:
+            return {"ok": False, "error": "device out of memory"}
 
     async def op_status(self, req):
         s = self.app.status()
@@ -97,7 +99,13 @@ class Control:
                 return {"ok": False, "error": "advance_s must be an integer"}
             self.hal.clock.advance(adv)
         elif "set" in req:
-            self.hal.clock.set_time(int(req["set"]))
+            # a step behind the firmware's back (an RTC set by hand, one that lost power):
+            # the firmware notices it by itself, as it would on the device
+            t = req["set"]
+            if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < 1 << 32:
+                return {"ok": False, "error": "set must be an epoch in 0..2**32-1"}
+            self.hal.clock.set_time(t)
+            self.app.check_clock()
         return {"ok": True, "time": self.hal.clock.time()}
 
     async def op_staff(self, req):

@@ -17,13 +17,15 @@ _GSR1 = {"ok": 0x00, "near_end": 0x03, "out": 0x0F}
 
 
 class SimPrinter:
-    """Every byte goes to <state>/printer.bin exactly as it would go over the UART."""
+    """Every byte goes to <state>/printer.bin exactly as it would go over the UART, at the
+    UART's pace (10 bits a byte at `baud`), so a slow printer is felt as on the device."""
 
-    def __init__(self, path, echo=False):
+    def __init__(self, path, echo=False, baud=115200):
         self.path = path
         self.paper = "ok"      # ok | near_end | out | offline (set by the 'paper' control op)
         self.echo = echo
         self.bytes = 0
+        self.baud = baud
 
     def write(self, data):
         if self.paper == "offline":
@@ -31,6 +33,13 @@ class SimPrinter:
         with open(self.path, "ab") as f:
             f.write(data)
         self.bytes += len(data)
+
+    async def send(self, data):
+        if self.paper == "offline":
+            raise OSError(110)   # ETIMEDOUT: a switched-off printer holds CTS
+        ms = len(data) * 10000 // self.baud
+        self.write(data)
+        await asyncio.sleep_ms(ms)
 
     def query(self, request, timeout_ms=300):
         if self.paper == "offline":
@@ -135,11 +144,16 @@ class SimVoice:
 
 
 class SimClock:
-    """Host time plus an offset the 'clock' control op moves; kept in the state dir like an RTC."""
+    """Host time plus an offset the 'clock' control op moves; kept in the state dir like an RTC.
+
+    advance(s) is time passing: wall clock and monotonic ticks move together.
+    set_time(epoch) is a step (NTP, an RTC that lost power): only the wall clock moves.
+    """
 
     def __init__(self, path):
         self.path = path
         self.offset = 0
+        self.tick_offset = 0   # ms; like the device's ticks, not kept across a restart
         self.synced = True
         try:
             with open(path) as f:
@@ -151,13 +165,18 @@ class SimClock:
         return int(time.time()) + self.offset
 
     def ticks_ms(self):
-        return time.ticks_add(time.ticks_ms(), self.offset * 1000)
+        return time.ticks_add(time.ticks_ms(), self.tick_offset)
 
     def set_time(self, epoch):
-        self.advance(epoch - self.time())
+        self.offset += int(epoch) - self.time()
+        self._save()
 
     def advance(self, seconds):
         self.offset += int(seconds)
+        self.tick_offset += int(seconds) * 1000
+        self._save()
+
+    def _save(self):
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             json.dump({"offset": self.offset}, f)
@@ -189,8 +208,8 @@ class SimNet:
 
 
 class SimHal:
-    def __init__(self, state_dir, data_root, echo=False):
-        self.printer = SimPrinter(state_dir + "/printer.bin", echo)
+    def __init__(self, state_dir, data_root, echo=False, baud=115200):
+        self.printer = SimPrinter(state_dir + "/printer.bin", echo, baud)
         self.display = SimDisplay(echo)
         self.buttons = SimButtons()
         self.indicator = SimIndicator()

@@ -22,6 +22,7 @@ _FEED_MS = 5000
 _NET_WAIT_S = 20
 _NTP_RETRY_MS = 60000
 _NTP_EVERY_MS = 6 * 3600000
+_MIN_EPOCH = 1704067200   # 2024-01-01: an answer before this is not the time
 
 qterm_wdt = None
 
@@ -120,15 +121,19 @@ async def _keep_online(app, hal, ntp):
         if not was_up:
             was_up = True
             app.publisher.link_changed()
-        if ticks_diff(ticks_ms(), next_ntp) >= 0:
-            ok = hal.clock.sync(ntp)
-            next_ntp = ticks_add(ticks_ms(), _NTP_EVERY_MS if ok else _NTP_RETRY_MS)
+        if ntp and ticks_diff(ticks_ms(), next_ntp) >= 0:
+            t = await hal.clock.ntp_time(ntp)
+            if t and t >= _MIN_EPOCH:
+                if abs(t - hal.clock.time()) > 1:
+                    app.clock_step(t, "ntp")   # a step: the business day does not change
+                hal.clock.synced = True
+            next_ntp = ticks_add(ticks_ms(), _NTP_EVERY_MS if t else _NTP_RETRY_MS)
         await asyncio.sleep_ms(2000)
 
 
 async def _run(cfg, hal, wdt):
     asyncio.create_task(_feed(wdt))
-    ntp = cfg.get("ntp") or "pool.ntp.org"
+    ntp = cfg.get("ntp")  # an IPv4 address, or no NTP (the backend's time.set then)
     linked = not isinstance(hal.net, _Absent)
     if not linked:
         print("qterm: no wifi section in the config, running offline")
@@ -137,8 +142,11 @@ async def _run(cfg, hal, wdt):
             await asyncio.wait_for(hal.net.ensure(), _NET_WAIT_S)
         except asyncio.TimeoutError:
             print("qterm: no network after %d s, starting offline" % _NET_WAIT_S)
-    if hal.net.up():
-        hal.clock.sync(ntp)  # before boot: the business day and ticket times need the date
+    if hal.net.up() and ntp:
+        # Before boot: time that passed while the power was off moves the business day on.
+        t = await hal.clock.ntp_time(ntp)
+        if t and t >= _MIN_EPOCH:
+            hal.clock.set_time(t)
     from firmware.app import App
     app = App(hal, cfg)
     app.boot()

@@ -5,9 +5,12 @@ power-up, so `synced` tells the firmware whether time() can be trusted.
 Ports count from 2000-01-01 or 1970-01-01; time() always returns 1970 seconds.
 
 Example:
+    import asyncio
     from hal.esp32.clock import RtcClock
     clock = RtcClock()
-    if clock.sync("ntp.aliyun.com"):
+    t = asyncio.run(clock.ntp_time("203.107.6.88"))   # an NTP server's address
+    if t:
+        clock.set_time(t)
         print(clock.time())
 """
 import time
@@ -23,6 +26,7 @@ except ImportError:
         return x
 
 _SECONDS_1970_TO_2000 = const(946684800)
+_SECONDS_1900_TO_1970 = const(2208988800)
 
 
 class RtcClock(Clock):
@@ -43,13 +47,33 @@ class RtcClock(Clock):
         self._rtc.datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
         self.synced = True
 
-    def sync(self, host="pool.ntp.org"):
-        """Set the RTC from NTP (blocks up to ~1 s); True on success."""
-        import ntptime           # imported here: its socket code is only needed now
-        ntptime.host = host
+    async def ntp_time(self, server, timeout_ms=2000, port=123):
+        """UTC epoch seconds from the NTP server at IPv4 address `server`, or None.
+
+        One UDP request, polled without blocking: the event loop (buttons, printing, MQTT)
+        runs while the answer is on its way. No name lookup (it would block): the
+        validator insists on an address. The caller steps the clock with the result.
+        """
+        import asyncio
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
-            ntptime.settime()
-        except (OSError, OverflowError, IndexError):
-            return False
-        self.synced = True
-        return True
+            s.setblocking(False)
+            req = bytearray(48)
+            req[0] = 0x1B                       # LI 0, version 3, mode 3 (client)
+            s.sendto(req, socket.getaddrinfo(server, port)[0][-1])
+            data = None
+            for _ in range(timeout_ms // 20 + 1):
+                try:
+                    data = s.recv(48)
+                    break
+                except OSError:     # nothing yet (EAGAIN)
+                    await asyncio.sleep(0.02)
+        except OSError:
+            return None
+        finally:
+            s.close()
+        if data is None or len(data) < 48:
+            return None
+        secs = data[40] << 24 | data[41] << 16 | data[42] << 8 | data[43]   # transmit timestamp
+        return secs - _SECONDS_1900_TO_1970 if secs else None

@@ -28,6 +28,7 @@ class UartPrinter(PrinterPort):
         self._stall_ms = write_timeout_ms
         self._rx = bytearray(_REPLY_MAX)
         self._rxv = memoryview(self._rx)
+        self._stream = None
 
     def write(self, data):
         """Send all of data; retry partial writes; OSError(ETIMEDOUT) if stuck.
@@ -52,6 +53,18 @@ class UartPrinter(PrinterPort):
             elif ticks_diff(now, stalled_at) >= self._stall_ms:
                 raise OSError(errno.ETIMEDOUT)
             sleep_ms(1)
+
+    async def send(self, data):
+        """All of data through an asyncio stream on the UART: the loop runs while the FIFO
+        drains. OSError(ETIMEDOUT) when the printer holds CTS for write_timeout_ms."""
+        import asyncio
+        if self._stream is None:
+            self._stream = asyncio.StreamWriter(self._uart, {})
+        self._stream.write(data)
+        try:
+            await asyncio.wait_for_ms(self._stream.drain(), self._stall_ms + len(data))
+        except asyncio.TimeoutError:
+            raise OSError(errno.ETIMEDOUT)
 
     def query(self, request, timeout_ms=300):
         """Send request and collect the reply; None if nothing came back."""

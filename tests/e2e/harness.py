@@ -23,9 +23,11 @@ def example_config(**over):
 
 
 def fast_config(**over):
-    """The example hall with a short printer settle time, so tests get tickets quickly."""
+    """The example hall with a short printer settle time, so tests get tickets quickly, and
+    no guard between two 'next' presses (scenarios call many citizens in a row)."""
     cfg = example_config(**over)
     cfg["printer"] = dict(cfg["printer"], settle_ms=50)
+    cfg["queue"] = dict(cfg["queue"], next_guard_s=0)
     return cfg
 
 

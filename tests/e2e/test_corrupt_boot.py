@@ -7,6 +7,7 @@ or the simulator's stderr); ticket numbering carries on without repeats; the eve
 published before and after still verify as one chain; and the hall keeps serving.
 """
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 def hall_config():
     cfg = example_config()
     cfg["printer"]["settle_ms"] = 20
+    cfg["queue"]["next_guard_s"] = 0
     return cfg
 
 
@@ -218,18 +220,31 @@ def test_garbage_after_the_newest_record_on_littlefs(broker, sub):
 
 # ---- the hall snapshot -------------------------------------------------------------
 
-@pytest.mark.parametrize("damage", [b'{"seq": 12, "hal', b'{"seq": 12}', b"\x00" * 64, b""])
-def test_damaged_hall_snapshot_early_in_the_day(hall, damage):
+def _damage(path, how):
+    with open(path, "rb") as f:
+        good = f.read()
+    bad = {"truncated": good[:len(good) // 2], "zeros": b"\x00" * 64, "empty": b"",
+           "flipped": good[:20] + bytes([good[20] ^ 0x10]) + good[21:],
+           "json": b'{"seq": 12, "hall": {}}'}[how]
+    with open(path, "wb") as f:
+        f.write(bad)
+
+
+@pytest.mark.parametrize("how", ["truncated", "zeros", "empty", "flipped", "json"])
+def test_damaged_hall_snapshot_early_in_the_day(hall, how):
     """Few events yet: everything is still in the outbox, state is rebuilt from it."""
     sim, sub, day = hall
     day.rounds(5)
     sim.wait_drained()
     sim.kill()
-    with open(os.path.join(sim.state, "flash", "hall.json"), "wb") as f:
-        f.write(damage)
+    snap = os.path.join(sim.state, "flash", "hall.bin")
+    if not os.path.exists(snap):      # before the first periodic snapshot: plant one to damage
+        with open(snap, "wb") as f:
+            f.write(b"QTH2" + os.urandom(200))
+    _damage(snap, how)
     sim.start()
     report = boot_report(sim, sub, 2)
-    assert_reported(sim, report, "hall.json")
+    assert_reported(sim, report, "hall.bin")
     day.carries_on()
     assert_verifies(sim, sub)
 
@@ -241,13 +256,59 @@ def test_damaged_hall_snapshot_late_in_the_day(hall):
     day.rounds(45)
     sim.wait_drained()
     sim.kill()
-    with open(os.path.join(sim.state, "flash", "hall.json"), "wb") as f:
-        f.write(b'{"seq": 200, "hall": {"day": "2026')
+    _damage(os.path.join(sim.state, "flash", "hall.bin"), "flipped")
     sim.start()
     report = boot_report(sim, sub, 2)
-    assert_reported(sim, report, "hall.json")
+    assert_reported(sim, report, "hall.bin")
     day.carries_on()
     assert_verifies(sim, sub)
+
+
+def test_both_snapshots_damaged_late_in_the_day_keep_the_numbers(hall):
+    """Both snapshots gone and the day's early events released from the outbox: the small
+    numbers record still keeps the business day and each service's last number."""
+    sim, sub, day = hall
+    day.rounds(45)
+    sim.wait_drained()
+    sim.kill()
+    for name, how in (("hall.bin", "truncated"), ("hall.prev.bin", "zeros")):
+        _damage(os.path.join(sim.state, "flash", name), how)
+    sim.start()
+    report = boot_report(sim, sub, 2)
+    assert_reported(sim, report, "hall.bin")
+    assert_reported(sim, report, "numbers.bin")
+    day.carries_on()
+    assert_verifies(sim, sub)
+    issued = [(e["data"]["day"], e["data"]["ticket"]) for e in events(sub, "ticket.issued")]
+    assert len(issued) == len(set(issued)), "ticket numbers issued twice in a day"
+
+
+def test_damaged_newest_segment_never_reuses_a_published_seq(hall):
+    """Records in the middle of the newest segment damaged after they were published: the
+    device continues after them, and announces the gap, instead of sending those seqs again."""
+    sim, sub, day = hall
+    day.rounds(3)
+    sim.wait_drained()
+    sim.kill()
+    outbox = os.path.join(sim.state, "flash", "outbox")
+    newest = os.path.join(outbox, sorted(n for n in os.listdir(outbox) if n.endswith(".seg"))[-1])
+    with open(newest, "rb") as f:
+        data = bytearray(f.read())
+    starts = [m.start() for m in re.finditer(rb'\x51[\x00-\x02].{10}\{"boot"', bytes(data), re.DOTALL)]
+    assert len(starts) >= 4, starts
+    data[starts[-3] + 12 + 5] ^= 0xFF     # a published record, three from the end
+    with open(newest, "wb") as f:
+        f.write(data)
+    seqs_before = sorted(e["seq"] for e in events(sub))
+    sim.start()
+    boot_report(sim, sub, 2)
+    boot = [e for e in events(sub, "device.boot") if e["data"]["boot"] == 2][0]
+    assert boot["seq"] > seqs_before[-1], (boot["seq"], seqs_before[-1])
+    assert any("lost" in p for p in boot["data"]["problems"]), boot["data"]["problems"]
+    day.carries_on()
+    assert_verifies(sim, sub)
+    seqs = [e["seq"] for e in events(sub)]
+    assert len(seqs) == len(set(seqs)), "a seq was published twice"
 
 
 # ---- configuration and the replay cache -------------------------------------------

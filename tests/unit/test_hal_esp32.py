@@ -1,5 +1,6 @@
 """hal/esp32 drivers against fake machine/network/time (CPython and MicroPython)."""
 import asyncio
+import os
 
 import fake_machine as fm
 from _util import raises, rmtree, tmpdir
@@ -511,18 +512,48 @@ def test_clock_on_a_2000_epoch_port_still_returns_unix_seconds():
     fm.reset_clock()
 
 
-def test_clock_ntp_sync():
-    fm.reset_clock(wall=0)
+def test_clock_ntp_time_asks_a_server_without_blocking_the_loop():
+    import socket
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for attempt in range(50):       # MicroPython sockets have no getsockname(): pick a port
+        port = 20000 + int.from_bytes(os.urandom(2), "big") % 40000
+        try:
+            server.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            break
+        except OSError:
+            pass
+    server.setblocking(False)
     c = esp_clock.RtcClock()
+    ticks = []
+
+    async def answer(t1900):
+        while True:
+            try:
+                req, peer = server.recvfrom(64)
+                break
+            except OSError:
+                await asyncio.sleep(0.01)
+        assert len(req) == 48 and req[0] == 0x1B
+        reply = bytearray(48)
+        reply[40:44] = t1900.to_bytes(4, "big")
+        server.sendto(reply, peer)
+
+    async def other_work():     # the loop keeps running while the answer is awaited
+        for _ in range(5):
+            ticks.append(1)
+            await asyncio.sleep(0.005)
+
+    async def scenario():
+        asyncio.create_task(answer(1718000000 + 2208988800))
+        asyncio.create_task(other_work())
+        got = await c.ntp_time("127.0.0.1", 2000, port)
+        silent = await c.ntp_time("127.0.0.1", 100, port)   # nobody answers: None, in time
+        return got, silent
+
     with fm.installed():
-        fm.ntptime.fail = True
-        assert c.sync("ntp.aliyun.com") is False
-        assert c.synced is False
-        fm.ntptime.fail = False
-        fm.ntptime.now = 1718000000
-        assert c.sync("ntp.aliyun.com") is True
-    assert fm.ntptime.host == "ntp.aliyun.com"
-    assert c.synced and c.time() == 1718000000
+        got, silent = asyncio.run(scenario())
+    server.close()
+    assert got == 1718000000 and silent is None and len(ticks) == 5
 
 
 def test_flash_storage_creates_root_and_reports_free_space():

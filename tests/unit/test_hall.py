@@ -1,11 +1,11 @@
 """Queue rules of the hall: numbering, serving order, recall/skip/transfer, pause/close, snapshots."""
 import json
 
-from _util import raises
+from _util import raises, tmpdir
 from firmware import config
 from firmware import desk
 from firmware.hall import Hall, Refused
-from firmware.recovery import restore, snapshot
+from firmware.recovery import read_snapshot, save_hall
 
 T0 = 1795618068  # 2026-11-25 22:47 Beijing time; business day 2026-11-25 (reset 03:00)
 
@@ -22,11 +22,15 @@ def _cfg(**over):
             {"id": "1", "services": ["A", "B"], "staff": "S1"},
             {"id": "2", "services": ["B"], "staff": "S2"},
         ],
-        "queue": {"max_recalls": 2, "priority_run": 2, "max_waiting": 50, "skipped_keep": 4},
+        "queue": {"max_recalls": 2, "priority_run": 2, "max_waiting": 50, "skipped_keep": 4, "next_guard_s": 0},
     }
     c.update(over)
     assert config.validate(c) == [], config.validate(c)
     return config.normalise(c)
+
+
+def tmp_path(name):
+    return tmpdir("hall") + "/" + name
 
 
 class Rec:
@@ -213,13 +217,74 @@ def test_snapshot_restore_and_replay_give_the_same_hall():
     r.key("next", "2")
     r.key("skip", "2")
     r.key("finish", "1")
+    path = tmp_path("hall.bin")
+    save_hall(r.hall, path, 42, "ab" * 16, T0 + 5)
     twin = Hall(_cfg())
-    restore(twin, json.loads(json.dumps(snapshot(r.hall))))
+    assert read_snapshot(twin, path) == (42, "ab" * 16, T0 + 5)
     assert twin.summary() == r.hall.summary()
+    assert _state(twin) == _state(r.hall)
     replayed = Hall(_cfg())
     for etype, data, ts in r.log:
         replayed.apply(etype, data, ts)
-    assert snapshot(replayed) == snapshot(r.hall)
+    assert _state(replayed) == _state(r.hall)
+
+
+def _state(h):
+    """Everything a snapshot keeps, as plain values."""
+    out = [h.day, h.day_start, bytes(h.skipped.used())]
+    for s in h.services:
+        out += [s.last, s.avg_s, s.finished, bytes(s.waiting.used())]
+    for c in h.counters:
+        out += [c.state, c.reason, c.staff, c.priority_run, bytes(c.direct.used()),
+                list(c.current) if c.current else None, list(c.rating) if c.rating else None]
+    return out
+
+
+def test_a_damaged_snapshot_is_refused_whole():
+    r = Rec()
+    for code in "AAB":
+        r.issue(code)
+    r.key("next", "1")
+    path = tmp_path("hall.bin")
+    save_hall(r.hall, path, 7, "00" * 16, T0)
+    with open(path, "rb") as f:
+        good = f.read()
+    for cut in (0, 10, len(good) // 2, len(good) - 1):
+        with open(path, "wb") as f:
+            f.write(good[:cut])
+        raises((ValueError, OSError), read_snapshot, Hall(_cfg()), path)
+    for at in (5, 30, len(good) - 10):
+        bad = bytearray(good)
+        bad[at] ^= 0x40
+        with open(path, "wb") as f:
+            f.write(bad)
+        raises(ValueError, read_snapshot, Hall(_cfg()), path)
+    with open(path, "wb") as f:   # oversized: not even read
+        f.write(good + bytes(100000))
+    raises(ValueError, read_snapshot, Hall(_cfg()), path)
+    other = _cfg()
+    other["services"] = other["services"][:1]
+    other["counters"] = [{"id": "1", "services": ["A"], "staff": "S1", "name": {"zh": "1"}}]
+    with open(path, "wb") as f:
+        f.write(good)
+    assert raises(ValueError, read_snapshot, Hall(config.normalise(other)), path)
+
+
+def test_numbers_survive_without_any_snapshot():
+    from firmware.recovery import read_numbers, write_numbers
+    r = Rec()
+    for code in "AABBB":
+        r.issue(code)
+    path = tmp_path("numbers.bin")
+    write_numbers(r.hall, path, 99)
+    fresh = Hall(_cfg())
+    problems = []
+    assert read_numbers(fresh, path, problems) == 99
+    assert fresh.day == r.hall.day and fresh.service("A").last == 2 and fresh.service("B").last == 3
+    with open(path, "r+b") as f:
+        f.seek(6)
+        f.write(b"\xff")
+    assert read_numbers(Hall(_cfg()), path, problems) == 0 and "numbers.bin damaged" in problems
 
 
 def test_day_reset_starts_numbers_again():
@@ -229,7 +294,7 @@ def test_day_reset_starts_numbers_again():
     assert r.hall.is_new_day(later)
     assert not r.hall.is_new_day(T0 + 3600)
     r.now = later
-    ev = r.do(r.hall.decide_day(later))
+    ev = r.do(r.hall.decide_day(later))[-1]
     assert ev[1]["day"] == "2026-11-26" and ev[1]["prev_day"] == "2026-11-25" and ev[1]["dropped_waiting"] == 1
     assert r.issue("A")[1]["ticket"] == "A001"
 
@@ -237,8 +302,9 @@ def test_day_reset_starts_numbers_again():
 def test_a_busy_day_keeps_memory_bounded():
     cfg = _cfg()
     cfg["services"][0]["daily_limit"] = 3000
+    cfg["queue"]["next_guard_s"] = 0
     r = Hall(cfg)
-    r.apply("day.reset", r.decide_day(T0)[1], T0)
+    r.apply("day.reset", r.decide_day(T0)[-1][1], T0)
     for i in range(3000):
         etype, data = r.decide_issue("A", "normal", T0 + i)
         assert etype == "ticket.issued", data
@@ -272,3 +338,89 @@ def test_desk_actions_check_their_arguments():
     r.issue("A")
     r.key("next")
     assert r.key("finish")[1]["staff"] == "S9"
+
+
+def test_a_second_next_right_after_a_call_does_not_serve_anyone():
+    cfg = _cfg()
+    cfg["queue"]["next_guard_s"] = 3
+    r = Rec(cfg)
+    for _ in range(3):
+        r.issue("A")
+    r.key("next")
+    for dt in (0, 1, 2):
+        r.now = T0 + dt
+        e = raises(Refused, r.hall.decide_next, "1", r.now)
+        assert e.reason == "too_soon"
+    assert r.hall.summary()["counters"]["1"]["serving"] == "A001"
+    r.now = T0 + 3
+    evs = r.key("next")
+    assert [e[0] for e in evs] == ["service.finished", "ticket.called"] and evs[1][1]["ticket"] == "A002"
+    r.key("finish")
+    r.now = T0 + 3                # finished: the next citizen may be called at once
+    assert r.key("next")[-1][1]["ticket"] == "A003"
+
+
+def test_a_clock_step_keeps_the_queue_and_only_moves_the_day_forward():
+    r = Rec()
+    r.issue("A")
+    r.issue("A")
+    day = r.hall.day
+    # a step back over the reset hour: same day, nothing dropped, numbers go on
+    back = T0 - 20 * 3600
+    r.do(r.hall.decide_clock(T0, back))
+    r.now = back
+    assert r.hall.day == day and not r.hall.is_new_day(back)
+    assert r.issue("A")[1]["ticket"] == "A003"
+    # time passing back to where it was is no new day either
+    assert not r.hall.is_new_day(T0 + 3600)
+    # a step forward to a later date names that day but keeps everyone and the numbers
+    fwd = T0 + 3 * 86400
+    r.do(r.hall.decide_clock(back, fwd))
+    r.now = fwd
+    assert r.hall.day == "2026-11-28" and len(r.hall.service("A").waiting) == 3
+    assert r.issue("A")[1]["ticket"] == "A004"
+    # waited time is real time, not the size of the steps
+    r.now = fwd + 120
+    called = r.key("next")[-1][1]
+    assert called["ticket"] == "A001" and called["waited_s"] < 200, called
+    # only time passing the reset hour starts a new day
+    assert r.hall.is_new_day(fwd + 86400)
+
+
+def test_a_new_day_ends_whoever_is_being_served_with_an_event():
+    r = Rec()
+    r.issue("A")
+    r.key("next")
+    evs = r.hall.decide_day(T0 + 86400)
+    assert [e[0] for e in evs] == ["service.ended", "day.reset"]
+    assert evs[0][1]["ticket"] == "A001" and evs[0][1]["reason"] == "day_reset"
+    r.now = T0 + 86400
+    r.do(evs)
+    assert r.hall.counter("1").current is None
+
+
+def test_applying_an_event_allocates_nothing_for_rings():
+    """Removing from a ring must not build a temporary slice (it runs after the event is durable)."""
+    from firmware.ticketring import TicketRing
+    ring = TicketRing(200)
+    for i in range(200):
+        ring.append(i + 1, 0, 0, i)
+    ring.remove(0)
+    ring.remove(100)
+    ring.push_front(999, 4, 1, 7)
+    assert ring.number(0) == 999 and ring.flags(0) == 4 and ring.service(0) == 1 and ring.issued(0) == 7
+    assert ring.number(1) == 2 and ring.number(101) == 103 and len(ring) == 199
+    try:
+        import gc
+        import micropython
+    except ImportError:
+        return      # CPython: the shifting is checked above, allocation only on MicroPython
+    gc.collect()
+    micropython.heap_lock()
+    try:
+        ring.remove(50)
+        ring.push_front(5, 0, 0, 70000)
+        ring.append(6, 0, 0, 1)
+    finally:
+        micropython.heap_unlock()
+    assert ring.number(0) == 5 and ring.issued(0) == 70000

@@ -184,6 +184,28 @@ def test_garbage_after_last_record_is_dropped():
     rmtree(root)
 
 
+def test_damage_in_the_newest_segment_names_the_highest_seq_it_cut():
+    """Records cut off the newest segment may have been published: boot reports the highest
+    seq still legible there, so the device never uses one of them again. Junk is not a seq."""
+    root = tmpdir("ob")
+    box = Outbox(root)
+    _fill(box, 1, 10, size=120)      # no real event is smaller than ~120 bytes
+    seg = root + "/" + _segments(root)[0]
+    with open(seg, "rb") as f:
+        data = bytearray(f.read())
+    data[132 * 6 + 20] ^= 0x40       # record 7 of 10 (132 bytes each)
+    with open(seg, "wb") as f:
+        f.write(data)
+    box = Outbox(root)
+    assert _seqs(box) == [1, 2, 3, 4, 5, 6] and box.lost_seq == 10, (_seqs(box), box.lost_seq)
+    assert Outbox(root).lost_seq == 0       # repaired: the next boot finds nothing more
+    box.append(11, b"ok")
+    with open(seg, "ab") as f:
+        f.write(b"\x51\x01\x05\x00" + b"\xff" * 60)   # junk that starts like a header
+    assert Outbox(root).lost_seq == 0
+    rmtree(root)
+
+
 def test_corrupt_crc_in_middle_stops_that_segment_only():
     root = tmpdir("ob")
     box = Outbox(root, segment_bytes=600)

@@ -40,7 +40,7 @@ def test_exactly_one_press_is_taken_once_the_caller_closes():
     pad = _opened()
     assert pad.press(5, T + 100)[0] == "submit"
     pad.close()
-    assert pad.stage == IDLE and pad.window is None
+    assert pad.stage == IDLE and pad.ticket is None
     for score in (5, 1, 3):
         assert pad.press(score, T + 200) is None
     assert pad.ignored == 3
