@@ -9,24 +9,17 @@ from time import ticks_add, ticks_diff
 
 import asyncio
 
-from firmware import calendar, messages
+from firmware import calendar, events, messages
 from firmware.hall import Hall, Refused
 from firmware.outbox import OutboxFull
-from firmware.rating import RatingPad, IDLE, REASON
+from firmware.rating import RatingPad, IDLE, SCORE, REASON
 from firmware.publisher import Publisher
 
-FIRMWARE = "0.3.0"
+FIRMWARE = "0.4.0"
 SNAPSHOT_EVERY = 64
-
-# Events that must never be dropped by the outbox overflow policy (prio 2); heartbeats and
-# printer status are the first to go (prio 0); everything else prio 1.
-_PRIO = {"device.heartbeat": 0, "printer.status": 0,
-         "ticket.issued": 2, "rating.submitted": 2, "rating.expired": 2, "service.finished": 2,
-         "ticket.called": 2}
-_STATE_FREE = ("device.boot", "device.heartbeat", "printer.status", "ticket.refused",
-               "command.rejected", "config.applied", "outbox.dropped", "clock.set",
-               "storage.recovered")
-_MAX_COMMANDS = 4  # queued backend commands; more are answered "busy" (a flood can't eat RAM)
+_LOW_HEAP = 3072    # below this free heap, collect before making an event durable
+_MAX_COMMANDS = 8   # backend commands waiting (a ring), and at most _CMD_BYTES of them:
+_CMD_BYTES = 4096   # more are dropped and counted, so a flood can't eat RAM
 
 
 class App:
@@ -36,25 +29,35 @@ class App:
         self.langs = cfg["languages"]
         self.root = hal.storage.root
         self.hall = Hall(cfg)
+        messages.TEXTS = self.root + "/texts.txt"
         r = cfg["rating"]
+        codes = tuple(x["code"] for x in r["reasons"])
         self.pads = {}
         for c in self.hall.counters:
-            self.pads[c.id] = RatingPad(c.id, r["window_s"], r["reason_window_s"], r["reasons"])
+            self.pads[c.id] = RatingPad(c.id, r["window_s"], r["reason_window_s"], codes)
         self.home = self.hall.counters[0].id
         self.printing = False
         self.paper = "ok"
         self.since_snapshot = 0
-        self.screen = messages.lines("welcome", self.langs)
-        self.figure = ""
-        self.screen_until = 0
-        self.stats = {"ignored": 0, "refused": 0, "storage_errors": 0}
+        self.call = None            # (lines, figure) of the last call: the screen between messages
+        self.screen_until = 0       # ticks when a timed message gives way to that screen
+        self.stats = {"ignored": 0, "refused": 0, "storage_errors": 0, "cmd_dropped": 0}
         self.fault = None           # words on the display while storage is failing
-        self.started_ms = hal.clock.ticks_ms()
+        self.uptime_s = 0           # summed tick by tick: ticks_ms wraps (ESP32: ~6.2 days)
+        self.up_ms = 0
+        self.behind = False         # an event is durable that the state could not take
+        self.last_ts = 0            # wall time of the newest event (a clock behind it was stepped)
+        self.tick_ms = hal.clock.ticks_ms()
+        self.tick_wall = hal.clock.time()
         self.outbox = None
         self.stamper = None
         self.publisher = None
         self.boot_no = 0
-        self.commands = []          # raw command payloads waiting to be handled
+        self.commands = [None] * _MAX_COMMANDS  # ring of raw command payloads waiting
+        self.cmd_head = 0
+        self.cmd_n = 0
+        self.cmd_wake = None        # the command task's Event, once it runs
+        self.cmd_quiet = None       # refusals being suppressed (see commands._journal)
         self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
         self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
         self.restart_pending = False
@@ -69,11 +72,21 @@ class App:
         # Short power cycles must not keep the outbox from being released.
         self.since_snapshot = replayed
         self.publisher = Publisher(self)
+        # From here on the firmware needs only a small part of the config in RAM; the
+        # hall's own words go to flash (firmware/texts.py).
+        from firmware import texts
+        texts.write(self.cfg, self.root)
+        self.cfg = texts.compact(self.cfg)
+        _unload("firmware.texts", "firmware.store")
         self.emit("device.boot", {"fw": FIRMWARE, "role": self.cfg["role"], "boot": self.boot_no,
                                   "replayed": replayed, "outbox_pending": self.outbox.pending(),
                                   "problems": self.problems + list(self.outbox.problems)})
-        if self.hall.is_new_day(self.now()):
-            self.emit(*self.hall.decide_day(self.now()))
+        now = self.now()
+        if now < self.last_ts - 2:
+            # The clock is behind the newest event: the RTC lost the time with the power
+            # (an ESP32's starts at 2000). That is a step, not the days running backwards.
+            self._stepped(self.last_ts, now, "boot")
+        self.new_day_if_due()
         if self.since_snapshot >= SNAPSHOT_EVERY:
             self.snapshot()
         self._home_screen()
@@ -81,13 +94,47 @@ class App:
     def now(self):
         return self.hal.clock.time()
 
+    # ---- time: steps are not time passing -----------------------------------------
     def clock_step(self, epoch, source):
-        """Set the wall clock to epoch (a step, not time passing): NTP, time.set, technician.
-        The caller has range-checked epoch. Emits clock.set."""
+        """Set the wall clock to epoch (a step: NTP, time.set, technician); range-checked by
+        the caller. The business day does not change because of it (see Hall.decide_clock)."""
+        self.check_clock()
         before = self.now()
         self.hal.clock.set_time(epoch)
         self.hal.clock.synced = True
-        self.emit("clock.set", {"from": before, "to": epoch, "source": source})
+        self.tick_wall, self.tick_ms = self.now(), self.hal.clock.ticks_ms()
+        self._stepped(before, self.tick_wall, source)
+
+    def check_clock(self):
+        """Notice a step of the wall clock that nobody announced (an RTC set behind the
+        firmware's back): wall time and monotonic ticks disagree by more than 2 s. Also sums
+        the uptime. Called every timer tick and before anything that reads the date."""
+        now_ms = self.hal.clock.ticks_ms()
+        wall = self.now()
+        dt = ticks_diff(now_ms, self.tick_ms)
+        up = self.up_ms + max(0, dt)
+        self.uptime_s += up // 1000
+        self.up_ms = up % 1000
+        skew = (wall - self.tick_wall) * 1000 - dt   # whole-second wall time: +-1000 is jitter
+        expected = self.tick_wall + dt // 1000
+        self.tick_ms, self.tick_wall = now_ms, wall
+        if skew > 2000 or skew < -2000:
+            self._stepped(expected, wall, "detected")
+
+    def _stepped(self, before, after, source):
+        etype, data = self.hall.decide_clock(before, after)
+        data["source"] = source
+        self.emit(etype, data)
+
+    def new_day_if_due(self):
+        """Start a new business day when time has passed the reset hour (not for clock steps)."""
+        now = self.now()
+        if not self.hall.is_new_day(now):
+            return False
+        for etype, data in self.hall.decide_day(now):
+            self.emit(etype, data)
+        self.call = None
+        return True
 
     # ---- the one way anything happens -------------------------------------------
     def emit(self, etype, data):
@@ -97,11 +144,14 @@ class App:
         display says so and the caller refuses the citizen's action.
         """
         ts = self.now()
+        if gc.mem_free() < _LOW_HEAP:
+            gc.collect()
+        prio, stateful = events.facts(etype)
         seq, prev = self.stamper.seq, self.stamper.prev
         payload = self.stamper.stamp(etype, data, ts)
         try:
             try:
-                self.outbox.append(self.stamper.seq, payload, _PRIO.get(etype, 1))
+                self.outbox.append(self.stamper.seq, payload, prio)
             except OutboxFull:
                 # Delivered events may only be waiting for a snapshot to cover them: two
                 # snapshots (of the state before this event) move the release floor up to
@@ -110,7 +160,10 @@ class App:
                 self.snapshot()
                 self.snapshot()
                 payload = self.stamper.stamp(etype, data, ts)
-                self.outbox.append(self.stamper.seq, payload, _PRIO.get(etype, 1))
+                self.outbox.append(self.stamper.seq, payload, prio)
+        except MemoryError:
+            self.stamper.seq, self.stamper.prev = seq, prev
+            raise
         except (OutboxFull, OSError) as e:
             self.stamper.seq, self.stamper.prev = seq, prev
             self.stats["storage_errors"] += 1
@@ -128,14 +181,29 @@ class App:
             dropped = self.outbox.dropped
             self.outbox.dropped = []
             self.emit("outbox.dropped", {"ranges": [list(r) for r in dropped]})
-        if etype not in _STATE_FREE:
-            self.hall.apply(etype, data, ts)
+        self.last_ts = ts
+        if stateful:
+            try:
+                self.hall.apply(etype, data, ts)
+            except MemoryError:
+                # apply changes nothing before its last allocation, so it can run again
+                gc.collect()
+                try:
+                    self.hall.apply(etype, data, ts)
+                except MemoryError:
+                    self._behind_flash()
             self.since_snapshot += 1
             if self.since_snapshot >= SNAPSHOT_EVERY or etype == "day.reset":
                 self.snapshot()
         if self.publisher:
-            self.publisher.wake(etype not in _STATE_FREE)
+            self.publisher.wake(stateful)
         return True
+
+    def _behind_flash(self):
+        """The event is durable but the state could not take it: only a restart (which
+        rebuilds the state from flash) makes them equal again; the timers do it next tick."""
+        self.behind = True
+        self.fault_seen("apply", MemoryError())
 
     def snapshot(self):
         """Write the hall's snapshot so the outbox can release what it covers. Only an
@@ -151,10 +219,23 @@ class App:
 
     # ---- presses ---------------------------------------------------------------
     async def press(self, name):
-        """Handle one debounced press; returns a result dict (also given to buttons.handled)."""
+        """Handle one debounced press; returns a result dict (also given to buttons.handled).
+        Running short of memory is an answer, not a crash: nothing was made durable."""
+        try:
+            return await self._press(name)
+        except MemoryError:
+            gc.collect()
+            self.stats["refused"] += 1
+            self._show(messages.refusal("memory", self.langs), "----", 4)
+            return {"ok": False, "refused": "memory"}
+
+    async def _press(self, name):
         cid = self.home
         if "@" in name:
             name, cid = name.split("@", 1)
+        if self.behind:
+            return {"ok": False, "refused": "restarting"}
+        self.check_clock()
         if name.startswith("ticket:"):
             if self.printing:
                 self.stats["ignored"] += 1
@@ -176,17 +257,19 @@ class App:
                 refusal = self._printer_refusal(code)
                 if refusal:
                     return refusal
-            if self.hall.is_new_day(self.now()):
-                self.emit(*self.hall.decide_day(self.now()))
+            self.new_day_if_due()
             etype, data = self.hall.decide_issue(code, kind, self.now(), appointment)
             if etype == "ticket.refused":
                 return self._refuse(data)
+            # The ticket is laid out before it becomes durable: if memory is short it is
+            # refused, never issued and then left unprinted.
+            paper = self._layout(data) if printed else None
             if not self.emit(etype, data):
                 self.full_refusals += 1
                 return {"ok": False, "refused": "outbox_full" if self.fault == "storage.full" else "storage_error"}
             self._show(messages.lines("ticket", self.langs, data["ticket"], data["ahead"]), data["ticket"], 5)
-            if printed:
-                await self._print(data)
+            if paper:
+                await self._print(paper)
             return {"ok": True, "event": etype, "ticket": data["ticket"], "ahead": data["ahead"],
                     "wait_min": data["wait_min"]}
         finally:
@@ -204,32 +287,60 @@ class App:
         from firmware import printer_status
         state = printer_status.paper_state(self.hal.printer)
         _unload("firmware.printer_status")
-        if state != self.paper:
-            self.paper = state
-            self.emit("printer.status", {"state": state})
-            self.hal.indicator.set("paper", state != "ok")
+        self._paper(state)
         if state in ("out", "offline"):
             reason = "paper_out" if state == "out" else "printer_offline"
             return self._refuse({"service": code, "reason": reason, "day": self.hall.day})
         return None
 
-    async def _print(self, d):
-        s = self.hall.service(d["service"])
+    def _paper(self, state):
+        if state != self.paper:
+            self.paper = state
+            self.emit("printer.status", {"state": state})
+            self.hal.indicator.set("paper", state != "ok")
+
+    def _layout(self, d):
+        """The ESC/POS bytes of ticket d (about 600 bytes)."""
         pcfg = self.cfg["printer"]
-        info = {"hall": self.cfg["hall"], "service": s.name, "number": d["ticket"], "kind": d["kind"],
-                "ahead": d["ahead"], "wait_min": d["wait_min"],
+        info = {"hall": self._names("hall"), "service": self._names("svc." + d["service"]),
+                "number": d["ticket"], "kind": d["kind"], "ahead": d["ahead"], "wait_min": d["wait_min"],
                 "time": calendar.stamp(self.now(), self.hall.tz),
-                "notice": pcfg.get("notice"), "lang2": self.langs[1] if len(self.langs) > 1 else None,
-                "qr": "%s%s/%s/%s" % (pcfg.get("qr_prefix") or "", self.cfg["device"], self.hall.day, d["ticket"])}
+                "notice": self._names("notice") if pcfg["notice"] else None,
+                "lang2": self.langs[1] if len(self.langs) > 1 else None,
+                "qr": "%s%s/%s/%s" % (pcfg["qr_prefix"], self.cfg["device"], self.hall.day, d["ticket"])}
         # The layout, ESC/POS and GB2312 code is loaded only while a ticket prints: on a
         # 96 KiB heap the bytecode of rarely used modules is worth more as free RAM.
-        from firmware import ticket as layout
-        from firmware.gb2312 import Gb2312
-        with Gb2312() as gb:
-            layout.print_ticket(self.hal.printer.write, info, pcfg["cols"], gb)
-        _unload("firmware.ticket", "firmware.escpos", "firmware.gb2312")
-        # A 58 mm printer needs about a second to print and cut; presses meanwhile are dropped.
-        await asyncio.sleep_ms(pcfg.get("settle_ms", 800))
+        out = bytearray()
+        try:
+            from firmware import ticket as layout
+            from firmware.gb2312 import Gb2312
+            with Gb2312() as gb:
+                layout.print_ticket(out.extend, info, pcfg["cols"], gb)
+        finally:
+            layout = Gb2312 = info = None
+            _unload("firmware.ticket", "firmware.escpos", "firmware.gb2312")
+        return out
+
+    def _names(self, key):
+        """{language: text} of one of the hall's own words, as the ticket layout takes it."""
+        pair = messages.hall_text(key)
+        if pair is None:
+            return None
+        out = {self.langs[0]: pair[0]}
+        if len(self.langs) > 1:
+            out[self.langs[1]] = pair[1]
+        return out
+
+    async def _print(self, paper):
+        try:
+            await self.hal.printer.send(paper)
+        except OSError:
+            # The number is on the display and in the queue; staff see the printer fault.
+            self._paper("offline")
+            return
+        paper = None
+        # The cutter needs a moment after the last byte; presses meanwhile are dropped.
+        await asyncio.sleep_ms(self.cfg["printer"].get("settle_ms", 800))
 
     def rate(self, cid, score):
         pad = self.pads.get(cid)
@@ -244,19 +355,19 @@ class App:
         if kind == "reason":
             from firmware import store
             try:  # keeps the score over a power cut during the reason step
-                store.write_json(self.root + "/rating.pending", {"counter": cid, "ticket": pad.window[0],
+                store.write_json(self.root + "/rating.pending", {"counter": cid, "ticket": pad.ticket,
                                                                  "score": score, "ms": pad.press_ms()})
             except OSError:
                 self.stats["storage_errors"] += 1  # the step goes on; only a power cut now loses it
-            self._show(self._reason_lines(), pad.window[0], 0)
+            self._home_screen()
             return {"ok": True, "stage": "reason"}
         return self._submit_rating(pad, data)
 
     def _reason_lines(self):
         out = messages.lines("reason", self.langs)
         # Each reason is labelled with the button that picks it (rate5 = the first reason).
-        out.append(" ".join("[%d]%s" % (5 - i, r.get(self.langs[0], r["code"]))
-                            for i, r in enumerate(self.cfg["rating"]["reasons"])))
+        out.append(" ".join("[%d]%s" % (5 - i, messages.hall_text("reason.%d" % i, code)[0])
+                            for i, code in enumerate(self.cfg["rating"]["codes"])))
         return out
 
     def _submit_rating(self, pad, data):
@@ -296,7 +407,7 @@ class App:
                 try:
                     events = [desk.decide(h, cid, key, now, args)]
                 finally:
-                    _unload("firmware.desk")
+                    _unload("firmware.desk", "firmware.text")
         except Refused as e:
             self._show(messages.refusal(e.reason, self.langs, e.detail), "----", 4)
             return {"ok": False, "refused": e.reason, "detail": e.detail}
@@ -316,13 +427,12 @@ class App:
     def _after(self, etype, d):
         """What the citizen sees and hears after a staff action."""
         if etype == "ticket.called" or etype == "ticket.recalled":
-            counter = self.hall.counter(d["counter"])
-            cname = counter.name.get(self.langs[0], counter.id)
+            cid = d["counter"]
+            cname, second = messages.hall_text("ctr." + cid, cid)
             lines = messages.lines("call", self.langs, d["ticket"], cname)
             if len(self.langs) > 1:
-                lines[1] = messages.text("call")[1] % (d["ticket"], counter.name.get(self.langs[1], counter.id))
-            self.figure = "%s %s" % (d["ticket"], counter.id)
-            self._show(lines, self.figure, 0)
+                lines[1] = messages.text("call")[1] % (d["ticket"], second)
+            self.call = (lines, "%s %s" % (d["ticket"], cid))
             if self.cfg.get("voice"):
                 self.hal.voice.say("请%s号到%s办理" % (d["ticket"], cname))
         elif etype == "service.finished":
@@ -332,38 +442,41 @@ class App:
             window = self.hall.counter(d["counter"]).rating
             pad.open(window, self.hal.clock.ticks_ms(), window[3])  # opened now, by definition
             self.hal.indicator.set("rate", True)
-            self._show(messages.lines("rate", self.langs, d["ticket"]), d["ticket"], 0)
             if self.cfg.get("voice"):
                 self.hal.voice.say("请对本次服务进行评价")
-        elif etype == "counter.paused":
-            self._show(messages.lines("paused", self.langs, d.get("reason", "")), "P", 0)
-        elif etype in ("counter.resumed", "counter.closed", "ticket.skipped", "ticket.transferred"):
-            self._home_screen()
+        self._home_screen()
 
     def _expire(self, pad):
-        w = pad.window
         if pad.stage == REASON:
             return self._submit_rating(pad, pad._data("none", self.hal.clock.ticks_ms()))
-        self.emit("rating.expired", {"ticket": w[0], "service": w[1], "counter": pad.counter,
-                                     "staff": w[2], "day": self.hall.day})
+        data = pad.fields()
+        data["day"] = self.hall.day
+        self.emit("rating.expired", data)
         pad.close()
         self.hal.indicator.set("rate", False)
 
     # ---- display -----------------------------------------------------------------
     def _show(self, lines, figure, hold_s):
-        self.screen = lines
+        """Show a message; with hold_s it gives way to the home screen after that time."""
         self.screen_until = ticks_add(self.hal.clock.ticks_ms(), hold_s * 1000) if hold_s else 0
-        self.hal.display.show([figure or self.figure] + list(lines))
+        lines.insert(0, figure)
+        self.hal.display.show(lines)
 
     def _home_screen(self):
+        """What stays on the display between messages: the home counter's state, its rating
+        prompt while a window is open, else the last call, else the welcome."""
         c = self.hall.counter(self.home)
+        pad = self.pads[self.home]
         if c.state == "paused":
             self._show(messages.lines("paused", self.langs, c.reason), "P", 0)
         elif c.state == "closed":
             self._show(messages.lines("closed", self.langs), "----", 0)
-        elif self.figure:
-            self._show(self.screen if not self.screen_until else messages.lines("welcome", self.langs),
-                       self.figure, 0)
+        elif pad.stage == SCORE:
+            self._show(messages.lines("rate", self.langs, pad.ticket), pad.ticket, 0)
+        elif pad.stage == REASON:
+            self._show(self._reason_lines(), pad.ticket, 0)
+        elif self.call:
+            self._show(list(self.call[0]), self.call[1], 0)
         else:
             self._show(messages.lines("welcome", self.langs), "", 0)
 
@@ -376,12 +489,15 @@ class App:
             await asyncio.sleep_ms(200)
             try:
                 last_hb = self._tick(last_hb, hb_every)
-            except Exception as e:  # a failing timer must not stop the others
+            except Exception as e:  # a failing timer (even MemoryError) must not stop the others
                 self.fault_seen("timers", e)
                 await asyncio.sleep_ms(1000)
 
     def _tick(self, last_hb, hb_every):
-        """One pass of the timers: rating windows, display timeout, new day, heartbeat."""
+        """One pass of the timers: clock, rating windows, display timeout, new day, heartbeat."""
+        if self.behind:
+            self.restart()
+        self.check_clock()
         now_ms = self.hal.clock.ticks_ms()
         for pad in self.pads.values():
             res = pad.tick(now_ms)
@@ -396,9 +512,7 @@ class App:
             self.screen_until = 0
             self.hal.indicator.set("thanks", False)
             self._home_screen()
-        if self.hall.is_new_day(self.now()) and not self.printing:
-            self.emit(*self.hall.decide_day(self.now()))
-            self.figure = ""
+        if not self.printing and self.new_day_if_due():
             self._home_screen()
         if ticks_diff(now_ms, last_hb) >= hb_every:
             last_hb = now_ms
@@ -413,25 +527,29 @@ class App:
 
     def heartbeat(self):
         gc.collect()
-        self.emit("device.heartbeat", {"uptime_s": ticks_diff(self.hal.clock.ticks_ms(), self.started_ms) // 1000,
+        self.emit("device.heartbeat", {"uptime_s": self.uptime_s,
                                        "heap_free": gc.mem_free(), "outbox": self.outbox.pending(),
                                        "ignored": self.stats["ignored"], "refused": self.stats["refused"],
+                                       "cmd_dropped": self.stats["cmd_dropped"],
                                        "printer": self.paper, "net": self.hal.net.up()})
 
     async def buttons(self):
         while True:
-            name = await self.hal.buttons.next_press()
+            name = None
             try:
+                name = await self.hal.buttons.next_press()
                 result = await self.press(name)
-            except Exception as e:  # a bug must never take the terminal down
-                result = {"ok": False, "error": "internal: %r" % (e,)}
-            self.hal.buttons.handled(name, result)
+            except Exception as e:  # a bug (or no heap even for an answer) must not stop the keys
+                self.fault_seen("buttons", e)
+                result = {"ok": False, "error": "internal"}
+            if name is not None:
+                self.hal.buttons.handled(name, result)
 
     def config_changed(self):
         """Live settings changed by a command: pass them to the parts that keep copies."""
         r = self.cfg["rating"]
         for pad in self.pads.values():
-            pad.configure(r["window_s"], r["reason_window_s"], r["reasons"])
+            pad.configure(r["window_s"], r["reason_window_s"], r["codes"])
 
     def busy(self):
         """Someone is waiting or being served (structural config changes must wait)."""
@@ -446,47 +564,75 @@ class App:
 
     # ---- backend commands ------------------------------------------------------
     def command(self, raw):
-        """A message on .../cmd (called by the MQTT client; None = too large to receive),
-        handled in arrival order. Beyond _MAX_COMMANDS waiting, it is answered "busy"."""
-        if len(self.commands) >= _MAX_COMMANDS:
-            asyncio.create_task(self._refuse_command(raw, "busy"))
+        """A message on .../cmd (called by the MQTT client; None = too large to receive).
+        It waits in a fixed ring for the one command task. When _MAX_COMMANDS wait, or their
+        payloads would pass _CMD_BYTES, it is dropped unanswered and counted (stats
+        cmd_dropped, in the heartbeat): a flood costs neither RAM nor tasks."""
+        ring, n = self.commands, self.cmd_n
+        size = len(raw) if raw else 0
+        for i in range(n):
+            r = ring[(self.cmd_head + i) % _MAX_COMMANDS]
+            size += len(r) if r else 0
+        if n >= _MAX_COMMANDS or size > _CMD_BYTES:
+            self.stats["cmd_dropped"] += 1
             return
-        self.commands.append(raw)
-        if len(self.commands) == 1:
+        ring[(self.cmd_head + n) % _MAX_COMMANDS] = raw
+        self.cmd_n = n + 1
+        if self.cmd_wake is None:  # the first command starts the task (again, if that failed)
+            wake = asyncio.Event()
             asyncio.create_task(self._commands())
-
-    async def _refuse_command(self, raw, reason):
-        # Only called while the command task runs (a queue is waiting, or from inside its
-        # loop), and that task releases the commands module when it is done.
-        from firmware import commands
-        await self.publisher.reply(commands.refuse(self, raw, reason))
+            self.cmd_wake = wake
+        self.cmd_wake.set()
 
     async def _commands(self):
-        """Handle queued commands one by one. Nothing may end this task early: commands
-        arriving later are only started by it."""
-        while self.commands:
-            raw = self.commands[0]
+        """The one command task: handles the waiting commands in arrival order and publishes
+        their replies (commands.handle decides which refusals go unanswered in a flood).
+        Nothing ends it: low memory or a bug answers the command at hand and the loop carries on. The commands module stays loaded while commands keep coming (a
+        flood is not imported message by message) and is released when none waits; the task
+        also ends a quiet period of suppressed refusals (commands.quiet_over) when it is due."""
+        cmds = None
+        while True:
+            reply = None
             try:
-                if raw is None:
-                    await self._refuse_command(None, "too_large")
-                    continue
-                gc.collect()  # commands are rare and heavy (config validation): start clean
-                from firmware import commands
-                reply = await commands.handle(self, raw)
-                await self.publisher.reply(reply)
+                q = self.cmd_quiet
+                if self.cmd_n:
+                    reply = {"id": None, "ok": False, "error": "internal"}  # if handling fails
+                    try:
+                        if cmds is None:
+                            gc.collect()
+                            from firmware import commands as cmds
+                        reply = await cmds.handle(self, self.commands[self.cmd_head])
+                    finally:  # off the ring whatever happened: one message never jams it
+                        self.commands[self.cmd_head] = None
+                        self.cmd_head = (self.cmd_head + 1) % _MAX_COMMANDS
+                        self.cmd_n -= 1
+                elif cmds is not None:  # none waits: give the RAM back
+                    cmds = None
+                    _unload("firmware.commands", "firmware.config", "firmware.store", "firmware.text",
+                            "firmware.texts")
+                else:
+                    self.cmd_wake.clear()
+                    if q and q[0]:  # a quiet period runs: look at its end every second
+                        try:
+                            await asyncio.wait_for_ms(self.cmd_wake.wait(), 1000)
+                        except asyncio.TimeoutError:
+                            if ticks_diff(self.hal.clock.ticks_ms(), q[1]) >= 0:
+                                from firmware import commands as cmds
+                                cmds.quiet_over(self)
+                    else:
+                        await self.cmd_wake.wait()
             except Exception as e:  # low memory or a bug: answer, and carry on serving
                 self.fault_seen("command", e)
+                if reply is not None:
+                    reply["detail"] = repr(e)[:80]
+            if reply is not None:
                 try:
-                    await self.publisher.reply({"id": None, "ok": False, "error": "internal",
-                                                "detail": repr(e)[:80]})
-                except Exception:
-                    pass
-            finally:
-                self.commands.pop(0)
-                _unload("firmware.commands", "firmware.config", "firmware.store")
-            if self.restart_pending:
-                await asyncio.sleep_ms(300)  # let the reply and config.applied go out first
-                self.restart()
+                    await self.publisher.reply(reply)
+                except Exception as e:
+                    self.fault_seen("command reply", e)
+                if self.restart_pending:
+                    await asyncio.sleep_ms(300)  # let the reply and config.applied go out first
+                    self.restart()
 
     def restart(self):
         """Soft reset to apply a restructuring config change; state comes back from flash."""
@@ -506,6 +652,7 @@ class App:
         s["seq"] = self.stamper.seq
         s["outbox"] = self.outbox.pending()
         s["connected"] = self.publisher.connected() if self.publisher else False
+        s["mqtt_error"] = self.publisher.last_error() if self.publisher else None
         s["net"] = self.hal.net.up()
         s["printer"] = self.paper
         s["clock_synced"] = getattr(self.hal.clock, "synced", False)
@@ -519,7 +666,12 @@ class App:
     async def run(self):
         asyncio.create_task(self.timers())
         asyncio.create_task(self.buttons())
-        await self.publisher.run()
+        while True:     # publishing may fail (low memory, a bug): the terminal keeps serving
+            try:
+                await self.publisher.run()
+            except Exception as e:
+                self.fault_seen("publisher", e)
+                await asyncio.sleep_ms(1000)
 
 
 def _unload(*names):

@@ -3,41 +3,52 @@
 A command is {"id": str, "op": str, "args": {...}, "ts": int, "mac": hex} and nothing else.
 mac = first 32 hex digits of HMAC-SHA256(device key, canonical JSON of the command
 without "mac") - the same canonical form and truncation as events. It is accepted only
-if it is at most MAX_BYTES long, well-formed, correctly signed, no more than
-commands.window_s away from the device clock, and its id was not seen within that
-window (the list of seen ids is kept on flash, so a reboot does not reopen replays).
-Every command is answered on cmd/reply; every refusal also becomes a command.rejected
-event with its reason. No op creates, changes or deletes a rating: ratings come only
-from the rating pad.
+if it is at most MAX_BYTES long, strict JSON, correctly signed, not older than the newest
+command accepted so far minus commands.window_s (the replay floor: moving the device clock
+back reopens nothing), its id was not accepted before, and its ts is within window_s of the
+device clock - or, for time.set, of the epoch it sets, so that a device whose clock is
+wrong can still be corrected. No op creates, changes or deletes a rating.
 
-Loaded only when a command arrives (see App.command) and released afterwards.
+Every command handled is answered on cmd/reply. Refusals by a sender that holds the key
+(unknown_op, bad_args, ...) are each journalled as command.rejected. Refusals anyone can
+provoke without the key (QUIET) are journalled at most once per QUIET_MS: the first one in
+full, the rest counted and summed up in one command.rejected with reason "suppressed",
+so a flood of junk costs no flash wear; during a flood they are not answered either.
+
+Loaded when a command arrives (see App._commands) and released when they stop.
 """
 import binascii
 import hashlib
 import json
+import os
 import struct
 
-from firmware import canonical, store
-from firmware.hmac256 import hmac_sha256
+from firmware import canonical, store, text
+from firmware.hmac256 import HMAC256
 
 MAX_BYTES = 2048
+QUIET = ("malformed", "too_large", "bad_mac", "stale", "future", "replayed", "low_memory")
+QUIET_MS = 60000
+EPOCH_MIN = 1704067200   # 2024-01-01: time.set refuses what no hall clock can be
+EPOCH_MAX = 4102444800   # 2100-01-01
 _FIELDS = ("args", "id", "mac", "op", "ts")
 
-# op -> {arg: type name}; every listed arg is required unless marked optional with "?".
+# op -> its args: "name" (text), "name:kind" (int, bool, object); "?" ends an optional one.
+# Strings, not dicts: they live in the bytecode, a dict per op would take heap while loaded.
 SCHEMA = {
-    "ping": {},
-    "status": {},
-    "config.set": {"patch": "object"},
-    "counter.pause": {"counter": "text", "reason": "text?"},
-    "counter.resume": {"counter": "text"},
-    "counter.close": {"counter": "text"},
-    "counter.transfer": {"counter": "text", "to_service": "text?", "to_counter": "text?"},
-    "ticket.requeue": {"ticket": "text", "counter": "text?"},
-    "ticket.appointment": {"service": "text", "appt": "text", "print": "bool?"},
-    "staff.signin": {"counter": "text", "staff": "text"},
-    "staff.signout": {"counter": "text"},
-    "day.reset": {},
-    "time.set": {"epoch": "int"},
+    "ping": "",
+    "status": "",
+    "config.set": "patch:object",
+    "counter.pause": "counter reason?",
+    "counter.resume": "counter",
+    "counter.close": "counter",
+    "counter.transfer": "counter to_service? to_counter?",
+    "ticket.requeue": "ticket counter?",
+    "ticket.appointment": "service appt print:bool?",
+    "staff.signin": "counter staff",
+    "staff.signout": "counter",
+    "day.reset": "",
+    "time.set": "epoch:int",
 }
 
 # config keys a command may change without a restart, and those that restructure the
@@ -53,25 +64,15 @@ class Rejected(Exception):
         self.detail = detail
 
 
-def _utf8_len(cp):
-    return 1 if cp < 0x80 else 2 if cp < 0x800 else 3 if cp < 0x10000 else 4
-
-
-def _good_text(s):
-    """Printable, well-formed text: it will be copied into signed events, so no control
-    characters, surrogates or overlong UTF-8 (MicroPython's JSON parser lets those through)."""
-    for ch in s:
-        cp = ord(ch)
-        if cp < 32 or cp == 127 or 0xD800 <= cp <= 0xDFFF or len(ch.encode()) != _utf8_len(cp):
-            return False
-    return True
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _typed(v, kind):
     if kind == "text":
-        return isinstance(v, str) and 0 < len(v) <= 64 and _good_text(v)
+        return text.ok(v)
     if kind == "int":
-        return isinstance(v, int) and not isinstance(v, bool)
+        return _int(v)
     if kind == "bool":
         return isinstance(v, bool)
     if kind == "object":
@@ -173,10 +174,11 @@ def strict_json(b):
     return end >= 0 and _ws(b, end) == len(b)
 
 
-def parse(raw, key, now, window_s, seen):
-    """The checked command dict, or raise Rejected(reason). `seen` is the ReplayCache."""
-    if len(raw) > MAX_BYTES:
-        raise Rejected("too_large", str(len(raw)))
+def authentic(raw, hm):
+    """The command dict of raw if it is well-formed and signed with the device key (hm: its
+    HMAC256), else Rejected. Nothing on flash is read for a message that fails here."""
+    if raw is None or len(raw) > MAX_BYTES:
+        raise Rejected("too_large", "" if raw is None else str(len(raw)))
     if not strict_json(raw):
         raise Rejected("malformed", "not JSON")
     try:
@@ -188,38 +190,66 @@ def parse(raw, key, now, window_s, seen):
     if sorted(cmd.keys()) != list(_FIELDS):
         raise Rejected("malformed", "fields must be exactly " + ",".join(_FIELDS))
     cid, op, args, ts, mac = cmd["id"], cmd["op"], cmd["args"], cmd["ts"], cmd["mac"]
-    if not _typed(cid, "text") or not isinstance(op, str) or not isinstance(args, dict) \
-            or not _typed(ts, "int") or not isinstance(mac, str) or len(mac) != 32:
+    if not text.ok(cid) or not isinstance(op, str) or not isinstance(args, dict) \
+            or not _int(ts) or not isinstance(mac, str) or len(mac) != 32:
         raise Rejected("malformed", "wrong field types")
     body = {"args": args, "id": cid, "op": op, "ts": ts}
     try:
         signed = canonical.dumps(body)
     except (ValueError, TypeError):
         raise Rejected("malformed", "args not canonical (floats are not allowed)")
-    want = binascii.hexlify(hmac_sha256(key, signed)).decode()[:32]
+    want = binascii.hexlify(hm.digest(signed)).decode()[:32]
     if not _same(want, mac):
         raise Rejected("bad_mac")
-    if ts < now - window_s or ts > now + window_s:
-        raise Rejected("stale" if ts < now else "future", str(ts - now))
+    return cmd
+
+
+def admit(cmd, now, window_s, seen):
+    """Time window, replay and schema checks of an authentic command. An id that gets past
+    the replay checks is recorded in `seen` (the ReplayCache) before the schema is looked
+    at, so not even a refused command can be replayed."""
+    cid, op, args, ts = cmd["id"], cmd["op"], cmd["args"], cmd["ts"]
+    if ts < seen.newest - window_s:
+        raise Rejected("stale", "older than the replay floor")
     if seen.seen(cid, ts):
         raise Rejected("replayed", "id seen" if ts > seen.floor else "older than a damaged replay list")
+    ref = now
+    if op == "time.set":
+        epoch = args.get("epoch")
+        if _int(epoch) and EPOCH_MIN <= epoch <= EPOCH_MAX:
+            ref = epoch  # the device clock may be the thing to correct
+    if ts < ref - window_s or ts < 0:
+        raise Rejected("stale", str(ts - ref))
+    if ts > ref + window_s or ts > 0xFFFFFFFF:
+        raise Rejected("future", str(ts - ref))
     if seen.full():
         raise Rejected("rate_limited", "too many commands in the time window")
+    seen.add(cid, ts)
     spec = SCHEMA.get(op)
     if spec is None:
         raise Rejected("unknown_op", op[:32])
-    for name, kind in spec.items():
-        optional = kind.endswith("?")
-        kind = kind.rstrip("?")
+    names = []
+    for item in spec.split():
+        optional = item.endswith("?")
+        name, _, kind = item.rstrip("?").partition(":")
+        kind = kind or "text"
+        names.append(name)
         if name not in args:
             if not optional:
                 raise Rejected("bad_args", "missing " + name)
         elif not _typed(args[name], kind):
             raise Rejected("bad_args", "%s must be %s" % (name, kind))
     for name in args:
-        if name not in spec:
+        if name not in names:
             raise Rejected("bad_args", "unexpected " + name[:32])
+    if op == "time.set" and not EPOCH_MIN <= args["epoch"] <= EPOCH_MAX:
+        raise Rejected("bad_args", "epoch must be from 2024-01-01 to 2100-01-01")
     return cmd
+
+
+def parse(raw, key, now, window_s, seen):
+    """The checked command dict, or raise Rejected(reason). `seen` is the ReplayCache."""
+    return admit(authentic(raw, HMAC256(key)), now, window_s, seen)
 
 
 def _same(a, b):
@@ -231,109 +261,194 @@ def _same(a, b):
 
 
 class ReplayCache:
-    """Ids of the commands accepted within the time window, kept on flash.
+    """Ids of the commands accepted, and the newest accepted ts, kept on flash.
 
-    File: floor ts (u32) | records of sha256(id)[:8] + ts (u32) | crc32 (u32). Only hashes are
-    kept, so 256 ids cost 3 KiB. If the file is damaged, nothing signed before that moment
-    is accepted again (the floor); if it is full of ids still inside the window, new
-    commands are refused (rate_limited) rather than forgetting an id that could be replayed.
+    File: floor ts | newest ts (u32 each) | records of sha256(id)[:8] + ts (u32) | crc32.
+    Only hashes are kept, so 256 ids cost 3 KiB. An id is kept while its ts is within the
+    window of the newest accepted ts, and anything older than that is refused as stale:
+    judged by the commands themselves, never by the device clock, which may be stepped.
+    If the file is damaged, nothing signed before that moment is accepted again (the
+    floor); if it is full of ids still inside the window, new commands are refused
+    (rate_limited) rather than forgetting an id that could be replayed.
+    Loaded per command into one buffer with room for the one id it may add, pruned in
+    place and written piece by piece: no second copy of the list is ever made.
     """
     MAX = 256
 
     def __init__(self, path, now, window_s):
         self.path = path
-        self.floor = 0
-        self.buf = bytearray()
+        self.window = window_s
+        self.floor = self.newest = 0
+        self.n = 0  # bytes of records at the start of buf
         self.damaged = False
         try:
+            size = os.stat(path)[6]
+            buf = bytearray(size + 12)
             with open(path, "rb") as f:
-                raw = f.read()
+                got = f.readinto(buf)
         except OSError:
+            self.buf = bytearray(12)
             return
-        if len(raw) < 8 or (len(raw) - 8) % 12 or \
-                struct.unpack("<I", raw[-4:])[0] != binascii.crc32(raw[:-4]) & 0xFFFFFFFF:
+        mv = memoryview(buf)
+        if got != size or size < 12 or size % 12 or \
+                struct.unpack_from("<I", buf, size - 4)[0] != binascii.crc32(mv[:size - 4]) & 0xFFFFFFFF:
+            self.buf = bytearray(12)
             self.damaged = True
             self.floor = now
             return
-        self.floor = struct.unpack("<I", raw[:4])[0]
-        limit = now - window_s
-        for off in range(4, len(raw) - 4, 12):
-            if struct.unpack("<I", raw[off + 8:off + 12])[0] >= limit:
-                self.buf += raw[off:off + 12]
+        self.floor, self.newest = struct.unpack_from("<II", buf, 0)
+        self.buf = buf
+        self._keep(8, size - 4)
+
+    def _keep(self, start, end):
+        """Move the records of buf[start:end] that are still within the window of the newest
+        ts to the front of buf."""
+        limit = self.newest - self.window
+        mv = memoryview(self.buf)
+        n = 0
+        for off in range(start, end, 12):
+            if struct.unpack_from("<I", self.buf, off + 8)[0] >= limit:
+                mv[n:n + 12] = mv[off:off + 12]
+                n += 12
+        self.n = n
 
     @staticmethod
     def _key(cid):
         return hashlib.sha256(cid.encode()).digest()[:8]
 
     def seen(self, cid, ts):
-        if ts <= self.floor:
+        if self.floor and ts <= self.floor:
             return True
         key = self._key(cid)
-        for off in range(0, len(self.buf), 12):
+        for off in range(0, self.n, 12):
             if self.buf[off:off + 8] == key:
                 return True
         return False
 
     def full(self):
-        return len(self.buf) >= self.MAX * 12
+        return self.n >= self.MAX * 12
 
     def add(self, cid, ts):
-        self.buf += self._key(cid) + struct.pack("<I", ts)
+        if self.n + 12 > len(self.buf):
+            self.buf.extend(bytes(12))
+        self.buf[self.n:self.n + 8] = self._key(cid)
+        struct.pack_into("<I", self.buf, self.n + 8, ts)
+        self.n += 12
+        if ts > self.newest:
+            self.newest = ts
+            self._keep(0, self.n)
         self.save()
 
     def save(self):
-        data = struct.pack("<I", self.floor) + self.buf
-        store.write_atomic(self.path, data + struct.pack("<I", binascii.crc32(data) & 0xFFFFFFFF))
-
-
-def _clean(text, limit=64):
-    """Text from a sender as it may appear in a signed event: unchanged when well-formed,
-    otherwise printable ASCII with "?" for everything else; bounded."""
-    if not isinstance(text, str):
-        return None
-    text = text[:limit]
-    if _good_text(text):
-        return text
-    return "".join(ch if 32 <= ord(ch) < 127 and len(ch.encode()) == 1 else "?" for ch in text)
+        head = struct.pack("<II", self.floor, self.newest)
+        recs = memoryview(self.buf)[:self.n]
+        crc = binascii.crc32(recs, binascii.crc32(head)) & 0xFFFFFFFF
+        tmp = self.path + ".tmp"  # temp-then-rename: a power cut leaves the old or the new list
+        with open(tmp, "wb") as f:
+            f.write(head)
+            f.write(recs)
+            f.write(struct.pack("<I", crc))
+        os.rename(tmp, self.path)
 
 
 async def handle(app, raw):
-    """Check and run one command; returns the reply dict (already persisted/emitted)."""
+    """Check and run one command (raw None: too large to receive); returns the reply dict,
+    or None for a refusal that goes unanswered (see _refused). A MemoryError refuses this
+    command only."""
     cfg = app.cfg
-    window = cfg["commands"]["window_s"]
-    now = app.now()
-    seen = ReplayCache(app.root + "/cmd_seen.bin", now, window)
-    if seen.damaged:
-        seen.save()
-        app.emit("command.rejected", {"id": None, "op": None, "reason": "replay_list_damaged",
-                                      "detail": "commands signed before now are refused"})
-    cid = None
-    op = None
+    cid = op = None
     try:
-        cmd = parse(raw, binascii.unhexlify(cfg["key"]), now, window, seen)
+        cmd = authentic(raw, _device_key(app))
         cid, op = cmd["id"], cmd["op"]
-        seen.add(cid, cmd["ts"])
+        window = cfg["commands"]["window_s"]
+        now = app.now()
+        seen = ReplayCache(app.root + "/cmd_seen.bin", now, window)
+        if seen.damaged:
+            seen.save()
+            app.emit("command.rejected", {"id": None, "op": None, "reason": "replay_list_damaged",
+                                          "detail": "commands signed before now are refused"})
+        admit(cmd, now, window, seen)
         seen = None
         result = await _run(app, op, cmd["args"])
     except Rejected as e:
-        if cid is None:
-            cid, op = _peek(raw)
-        return _rejected(app, cid, op, e.reason, e.detail)
+        return _refused(app, raw, cid, op, e.reason, e.detail)
+    except MemoryError:
+        cmd = seen = None
+        import gc
+        gc.collect()
+        return _refused(app, raw, cid, op, "low_memory", "")
     return {"id": cid, "ok": True, "result": result}
 
 
-def refuse(app, raw, reason):
-    """Refuse a command without checking it (too large to receive, or too many waiting)."""
-    cid, op = _peek(raw) if raw is not None else (None, None)
-    return _rejected(app, cid, op, reason, "")
+def _device_key(app):
+    """The HMAC of the device key: the running config no longer holds the key; the stamper,
+    which signs events with it, does."""
+    return app.stamper.hm
 
 
-def _rejected(app, cid, op, reason, detail):
-    """Emit command.rejected and return the reply. The signed event gets printable text
-    only; the reply echoes the id as sent, so the sender can match it."""
-    app.emit("command.rejected", {"id": _clean(cid), "op": _clean(op, 32), "reason": reason,
-                                  "detail": _clean(detail) or ""})
+def _refused(app, raw, cid, op, reason, detail):
+    """Journal a refusal as command.rejected and return the reply to it.
+
+    A refusal anyone can provoke at any rate (QUIET) is journalled only when it opens a
+    quiet period of QUIET_MS; the others of that period are counted (quiet_over sums them
+    up). They are still answered, unless the period is a flood - messages had to be
+    dropped since it began: then only low_memory is, and None is returned. State:
+    app.cmd_quiet = [period running, its end (ticks_ms), cmd_dropped at its start, a count
+    per QUIET reason]. Sender text goes through text.clean for the event (signed) and the
+    reply (which must stay valid JSON)."""
+    journal = True
+    if reason in QUIET:
+        q = app.cmd_quiet
+        if q is None:
+            q = app.cmd_quiet = [0] * (3 + len(QUIET))
+        if q[0]:
+            q[3 + QUIET.index(reason)] += 1
+            journal = False
+            if reason != "low_memory" and app.stats["cmd_dropped"] != q[2]:
+                return None
+        else:
+            _quiet_from_now(app, q)
+    if cid is None:
+        cid, op = _peek(raw)
+    cid = text.clean(cid)
+    detail = text.clean(detail, 200) or ""
+    if journal:
+        app.emit("command.rejected", {"id": cid, "op": text.clean(op, 32), "reason": reason,
+                                      "detail": detail})
     return {"id": cid, "ok": False, "error": reason, "detail": detail}
+
+
+def _quiet_from_now(app, q):
+    q[0] = 1
+    q[2] = app.stats["cmd_dropped"]
+    t = app.hal.clock.ticks_ms()
+    try:
+        from time import ticks_add
+    except ImportError:  # CPython (unit tests): plain integers never wrap
+        q[1] = t + QUIET_MS
+        return
+    q[1] = ticks_add(t, QUIET_MS)
+
+
+def quiet_over(app):
+    """The quiet period has ended (the app calls this): journal what it suppressed as one
+    command.rejected {reason "suppressed", count, reasons {reason: n}} and stay quiet for
+    another period; with nothing suppressed the next refusal is journalled in full."""
+    q = app.cmd_quiet
+    n = 0
+    reasons = {}
+    for i in range(len(QUIET)):
+        if q[3 + i]:
+            n += q[3 + i]
+            reasons[QUIET[i]] = q[3 + i]
+    if not n:
+        q[0] = 0
+        return
+    if app.emit("command.rejected", {"id": None, "op": None, "reason": "suppressed", "detail": "",
+                                     "count": n, "reasons": reasons}):
+        for i in range(3, len(q)):
+            q[i] = 0
+    _quiet_from_now(app, q)
 
 
 def _peek(raw):
@@ -342,7 +457,7 @@ def _peek(raw):
     try:
         cmd = json.loads(raw)
         cid, op = cmd.get("id"), cmd.get("op")
-    except (ValueError, AttributeError, UnicodeError):
+    except (ValueError, AttributeError, TypeError, UnicodeError):
         return None, None
     return (cid if isinstance(cid, str) and len(cid) <= 64 else None,
             op[:32] if isinstance(op, str) else None)
@@ -359,7 +474,8 @@ async def _run(app, op, args):
     if op == "config.set":
         return _config_set(app, args["patch"])
     if op == "day.reset":
-        app.emit(*app.hall.decide_day(app.now()))
+        for etype, data in app.hall.decide_day(app.now()):
+            app.emit(etype, data)
         return {"day": app.hall.day}
     if op == "ticket.appointment":
         r = await app.issue(args["service"], "appointment", appointment=args["appt"],
@@ -382,12 +498,18 @@ async def _run(app, op, args):
 def _config_set(app, patch):
     """Validate the patched config, persist it atomically, apply it, announce config.applied."""
     from firmware import config as cfgmod
-    # The running config is complete and valid (defaults filled in): patch a shallow copy of
-    # it rather than parsing config.json again - a second copy would not fit in the heap.
-    current = app.cfg
+    # The whole config lives on flash only (the running firmware keeps a small part of it).
+    current = store.read_json(app.root + "/config.json")
+    if not isinstance(current, dict):
+        raise Rejected("bad_config", "stored config unreadable")
     for k in ("key", "site", "device", "role", "version"):
         if k in patch:
             raise Rejected("not_allowed", k + " is set by provisioning only")
+    for k in patch:
+        if not text.ok(k):  # the keys are listed in config.applied
+            raise Rejected("bad_args", "patch key")
+    import gc
+    gc.collect()  # config validation is the heaviest thing a command does: start clean
     merged = dict(current)
     for k, v in patch.items():
         if isinstance(v, dict) and isinstance(current.get(k), dict):
@@ -406,8 +528,12 @@ def _config_set(app, patch):
     store.write_json(app.root + "/config.json", merged)
     restart = [k for k in patch if k not in _LIVE]
     if not restart:
-        for k in patch:
-            app.cfg[k] = cfgmod.normalised(merged, k)
+        from firmware import texts
+        full = cfgmod.normalise(merged)
+        merged = current = None
+        texts.write(full, app.root)
+        app.cfg = texts.compact(full)
+        full = None
         app.config_changed()
     app.emit("config.applied", {"keys": sorted(patch.keys()), "restart": bool(restart)})
     if restart:

@@ -265,7 +265,8 @@ def _check_counters(c, cfg, langs, codes):
                 if code not in codes:
                     c.err(p + "services[%d]" % j, "unknown service code %r" % (code,))
         if "staff" in k and k["staff"] is not None:
-            c.typed(k, "staff", p, "text")
+            if c.typed(k, "staff", p, "text") is not None and not _signed_text(k["staff"]):
+                c.err(p + "staff", "expected printable text of at most 64 characters (it goes into signed events)")
 
 
 def _check_sections(c, cfg, langs):
@@ -292,7 +293,8 @@ def _check_sections(c, cfg, langs):
                 if not isinstance(rs, dict):
                     c.err(p[:-1], "expected an object")
                     continue
-                c.typed(rs, "code", p, "text")
+                if c.typed(rs, "code", p, "text") is not None and not _signed_text(rs["code"], 32):
+                    c.err(p + "code", "expected printable text of at most 32 characters (it goes into signed events)")
                 if langs and not _is_text(rs.get(langs[0])):
                     c.err(p + langs[0], "missing reason text")
     pr = c.typed(cfg, "printer", "", "object", required=False)
@@ -335,6 +337,11 @@ def _check_sections(c, cfg, langs):
         ntp = c.typed(cfg, "ntp", "", "text")
         if ntp is not None and not _ipv4(ntp):
             c.err("ntp", "expected the NTP server's IPv4 address (a name lookup would block the terminal)")
+
+
+def _signed_text(s, limit=64):
+    from firmware import text
+    return text.ok(s, limit)
 
 
 def _ipv4(s):

@@ -5,6 +5,7 @@ Separate from firmware.hall so the common path (issue, call, finish, rate) costs
 it: the app imports this module when needed and lets it go afterwards. Like the hall's
 decide_* methods, every function here only decides: it returns an event or raises Refused.
 """
+from firmware import text
 from firmware.hall import Refused
 from firmware.ticketring import REQUEUED
 
@@ -19,14 +20,17 @@ def decide(hall, cid, action, now, args):
             raise Refused("bad_args", "ticket")
         return requeue(hall, ticket, cid)
     if action == "pause":
-        return pause(hall, cid, args.get("reason"))
+        reason = args.get("reason")
+        if reason and not text.ok(reason):  # it goes into a signed event
+            raise Refused("bad_args", "reason")
+        return pause(hall, cid, reason)
     if action == "resume":
         return resume(hall, cid)
     if action == "close":
         return close(hall, cid)
     if action == "signin":
         staff = args.get("staff")
-        if not isinstance(staff, str) or not staff:
+        if not text.ok(staff):  # it goes into signed events
             raise Refused("bad_args", "staff")
         return signin(hall, cid, staff)
     if action == "signout":

@@ -9,29 +9,21 @@ An event is published as canonical JSON (firmware/canonical.py) of
 - chain_hash(payload) = first 32 hex digits of SHA-256(payload bytes).
 Deleting, altering, inserting or reordering events thus shows as a seq gap, a mac
 mismatch or a broken prev link; only the key holder can make a new valid event.
+The device only stamps; checking an envelope is firmware/envelope_check.py (the backend's
+side, kept apart so the device holds no RAM for it).
 """
 import binascii
 import hashlib
-import json
 
 from firmware import canonical
-from firmware.hmac256 import HMAC256, compare_digest
+from firmware.hmac256 import HMAC256
 
 ZERO_PREV = "0" * 32
-_FIELDS = ("boot", "data", "dev", "mac", "prev", "seq", "ts", "type", "v")
-
-
-class BadMac(ValueError):
-    """The envelope is well formed but its mac does not match the key."""
 
 
 def chain_hash(payload):
     """What the next event's prev must be: hex SHA-256 of payload, 32 digits."""
     return binascii.hexlify(hashlib.sha256(payload).digest()[:16]).decode()
-
-
-def _mac_hex(hm, body):
-    return binascii.hexlify(hm.digest(body)[:16])
 
 
 class Stamper:
@@ -46,7 +38,7 @@ class Stamper:
         self.boot = boot
         self.seq = seq
         self.prev = prev
-        self._hm = HMAC256(key)
+        self.hm = HMAC256(key)   # the device key's HMAC (commands are checked with it too)
         # Keys sort as boot, data, dev, mac, prev, seq, ts, type, v: the parts before
         # "data" and from "dev" to the mac value are the same for every event.
         self._head = b'{"boot":' + canonical.dumps(boot) + b',"data":'
@@ -83,7 +75,7 @@ class Stamper:
         buf += b',"v":1}'
         # The mac covers the envelope without the "mac":"..", member: both sides of it.
         mv = memoryview(buf)
-        mac = self._hm.digest(mv[:end - 41], mv[end:])
+        mac = self.hm.digest(mv[:end - 41], mv[end:])
         mv[end - 34:end - 2] = binascii.hexlify(mac[:16])
         mv = None  # CPython: no resize of buf while a view is alive
         payload = bytes(buf)
@@ -91,68 +83,3 @@ class Stamper:
         self.seq = seq
         self.prev = prev
         return payload
-
-
-def _is_hex32(s):
-    if not isinstance(s, str) or len(s) != 32:
-        return False
-    for c in s:
-        if c not in "0123456789abcdef":
-            return False
-    return True
-
-
-def parse(payload):
-    """Parse payload and check the envelope's shape (not its mac); the dict or ValueError."""
-    try:
-        env = json.loads(payload)
-    except (ValueError, TypeError, UnicodeError):
-        raise ValueError("not JSON")
-    if not isinstance(env, dict):
-        raise ValueError("not a JSON object")
-    if "mac" not in env:
-        raise ValueError("no mac")
-    for k in env:
-        if k not in _FIELDS:
-            raise ValueError("unexpected field %s" % k)
-    for k in _FIELDS:
-        if k not in env:
-            raise ValueError("missing field %s" % k)
-    v = env["v"]
-    if not isinstance(v, int) or v is True or v != 1:
-        raise ValueError("unknown envelope version")
-    if not isinstance(env["dev"], str) or not env["dev"]:
-        raise ValueError("bad dev")
-    seq = env["seq"]
-    if not isinstance(seq, int) or seq is True or seq < 1:
-        raise ValueError("bad seq")
-    ts = env["ts"]
-    if not isinstance(ts, int) or ts is True or ts is False:
-        raise ValueError("bad ts")
-    if not isinstance(env["type"], str) or not env["type"]:
-        raise ValueError("bad type")
-    if not isinstance(env["data"], dict):
-        raise ValueError("bad data")
-    if not _is_hex32(env["prev"]):
-        raise ValueError("bad prev")
-    if not _is_hex32(env["mac"]):
-        raise ValueError("bad mac format")
-    return env
-
-
-def verify(env, key):
-    """Raise BadMac unless env (a parsed envelope) carries the right mac for key."""
-    body = {}
-    for k in env:
-        if k != "mac":
-            body[k] = env[k]
-    want = _mac_hex(HMAC256(key), canonical.dumps(body))
-    if not compare_digest(want, env["mac"]):
-        raise BadMac("bad mac")
-
-
-def check(payload, key):
-    """Parse payload, check the envelope shape and its mac under key; the dict or ValueError."""
-    env = parse(payload)
-    verify(env, key)
-    return env

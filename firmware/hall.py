@@ -43,7 +43,6 @@ class Service:
         self.idx = idx
         self.code = cfg["code"]
         self.prefix = cfg["prefix"]
-        self.name = cfg["name"]
         self.limit = cfg["daily_limit"]
         self.target_min = cfg["target_min"]
         h = cfg["hours"]
@@ -63,7 +62,6 @@ class Counter:
     def __init__(self, idx, cfg, services_by_code):
         self.idx = idx
         self.id = cfg["id"]
-        self.name = cfg["name"]
         self.services = [services_by_code[c].idx for c in cfg["services"]]
         self.staff = cfg.get("staff")
         self.state = "open"        # open | paused | closed
@@ -84,7 +82,6 @@ def _minutes(hhmm):
 
 class Hall:
     def __init__(self, cfg):
-        self.cfg = cfg
         q = cfg["queue"]
         self.max_recalls = q["max_recalls"]
         self.priority_run = q["priority_run"]

@@ -8,15 +8,30 @@ scans the file for one line.
 _PATH = __file__.rsplit("/", 1)[0] + "/messages.txt" if "/" in __file__ else "messages.txt"
 
 
+TEXTS = "texts.txt"   # the hall's own words (firmware/texts.py); the app sets the path at boot
+
+
+def _find(path, key):
+    want = (key + "\t").encode()
+    try:
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.startswith(want):
+                    parts = raw.decode().rstrip("\r\n").split("\t")
+                    return (parts[1], parts[2] if len(parts) > 2 else parts[1])
+    except OSError:
+        pass
+    return None
+
+
 def text(key):
     """(chinese, second language) for key, or None."""
-    want = key + "\t"
-    with open(_PATH, "rb") as f:
-        for raw in f:
-            if raw.startswith(want.encode()):
-                parts = raw.decode().rstrip("\r\n").split("\t")
-                return (parts[1], parts[2] if len(parts) > 2 else parts[1])
-    return None
+    return _find(_PATH, key)
+
+
+def hall_text(key, default=None):
+    """(first, second language) of the hall's own words (hall, notice, svc.A, ctr.1, reason.0)."""
+    return _find(TEXTS, key) or (None if default is None else (default, default))
 
 
 def lines(key, languages, *args):

@@ -29,11 +29,11 @@ REASON_GUARD_MS = const(600)
 
 
 class RatingPad:
-    def __init__(self, counter, window_s, reason_window_s, reasons):
+    def __init__(self, counter, window_s, reason_window_s, codes):
         self.counter = counter
         self.window_ms = window_s * 1000
         self.reason_ms = reason_window_s * 1000
-        self.reasons = reasons
+        self.codes = codes     # reason codes in button order (rate5 = the first)
         self.stage = IDLE
         self.ticket = None     # the service being rated: copied, the hall reuses its slots
         self.service = None
@@ -88,7 +88,7 @@ class RatingPad:
         if self.stage == REASON and _diff(now_ms, self.score_ms) >= REASON_GUARD_MS \
                 and _diff(self.deadline_ms, now_ms) > 0:
             i = 5 - score
-            code = self.reasons[i]["code"] if i < len(self.reasons) else "other"
+            code = self.codes[i] if i < len(self.codes) else "other"
             return ("submit", self._data(code, now_ms))
         self.ignored += 1
         return None
@@ -114,9 +114,9 @@ class RatingPad:
         self.stage = REASON
         self.deadline_ms = now_ms
 
-    def configure(self, window_s, reason_window_s, reasons):
+    def configure(self, window_s, reason_window_s, codes):
         """New settings from a config change; they apply from the next window on."""
         self.window_ms = window_s * 1000
         self.reason_ms = reason_window_s * 1000
-        self.reasons = reasons
+        self.codes = codes     # reason codes in button order (rate5 = the first)
 

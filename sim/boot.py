@@ -124,7 +124,7 @@ def main():
     cfg, problems = load_config(opts["config"], data_root)
     # The validator is boot-only code: free its bytecode for the day's work.
     from firmware.app import _unload
-    _unload("firmware.config")
+    _unload("firmware.config", "firmware.text")
     cfg["broker"]["host"], cfg["broker"]["port"] = opts["broker"]
 
     from sim.devices import SimHal
@@ -134,12 +134,7 @@ def main():
     hal = SimHal(state, data_root, echo=opts["echo"], baud=opts["baud"])
     app = App(hal, cfg)
     app.problems.extend(problems)
+    cfg = problems = None   # the app keeps what it needs; the whole config stays on flash
     app.boot()
-
-    async def run():
-        await Control(app, hal).serve(opts["control"])
-        print("qterm-sim: %s/%s booted (boot %d), control on 127.0.0.1:%d" % (
-            cfg["site"], cfg["device"], app.boot_no, opts["control"]))
-        await app.run()
-
-    return run()
+    # The coroutine comes from resident code: nothing of this module must stay referenced.
+    return Control(app, hal).run(opts["control"])

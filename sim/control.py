@@ -16,9 +16,16 @@ class Control:
     def __init__(self, app, hal):
         self.app = app
         self.hal = hal
+        self.hog = None     # heap held by op_squeeze
 
-    async def serve(self, port):
-        return await asyncio.start_server(self._client, "127.0.0.1", port)
+    async def run(self, port):
+        """Open the control port once the device has booted, then run the device."""
+        await asyncio.start_server(self._client, "127.0.0.1", port)
+        cfg = self.app.cfg
+        print("qterm-sim: %s/%s booted (boot %d), control on 127.0.0.1:%d" % (
+            cfg["site"], cfg["device"], self.app.boot_no, port))
+        cfg = None
+        await self.app.run()
 
     async def _client(self, reader, writer):
         try:
@@ -26,11 +33,18 @@ class Control:
                 line = await reader.readline()
                 if not line:
                     break
-                if len(line) > _MAX_LINE:
-                    reply = {"ok": False, "error": "request longer than %d bytes" % _MAX_LINE}
-                else:
-                    reply = await self.handle(line)
-                writer.write(json.dumps(reply).encode() + b"\n")
+                try:
+                    if len(line) > _MAX_LINE:
+                        reply = {"ok": False, "error": "request longer than %d bytes" % _MAX_LINE}
+                    else:
+                        reply = await self.handle(line)
+                    out = json.dumps(reply).encode()
+                except MemoryError:   # the device is short of heap: say so, keep the connection
+                    out = b'{"ok": false, "error": "device out of memory"}'
+                line = reply = None
+                writer.write(out)
+                writer.write(b"\n")
+                out = None
                 await writer.drain()
         except OSError:
             pass
@@ -107,6 +121,26 @@ class Control:
             self.hal.clock.set_time(t)
             self.app.check_clock()
         return {"ok": True, "time": self.hal.clock.time()}
+
+    async def op_squeeze(self, req):
+        """Fault injection: hold heap until only `leave` bytes are free (null: give it back),
+        so tests can see the device refuse clearly, not crash, when memory runs short."""
+        import gc
+        self.hog = None
+        gc.collect()
+        leave = req.get("leave")
+        if leave is not None:
+            hog = []
+            size = 4096
+            while size >= 16:
+                try:
+                    while gc.mem_free() - size > leave:
+                        hog.append(bytearray(size))
+                except MemoryError:
+                    pass
+                size //= 2
+            self.hog = hog
+        return {"ok": True, "free": gc.mem_free()}
 
     async def op_staff(self, req):
         """Counter keypad functions beyond the five keys (numeric entry on a real 呼叫器)."""

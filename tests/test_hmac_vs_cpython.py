@@ -8,7 +8,8 @@ import re
 import subprocess
 
 from firmware import canonical
-from firmware.envelope import Stamper, chain_hash, check
+from firmware.envelope import Stamper, chain_hash
+from firmware.envelope_check import check
 from firmware.hmac256 import HMAC256, hmac_sha256
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

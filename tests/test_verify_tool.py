@@ -6,7 +6,7 @@ import sys
 import tempfile
 
 from firmware.envelope import Stamper, chain_hash
-from tools.verify import Metrics, Verifier
+from tools.verify import Metrics, Verifier, default_keys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = bytes(range(32))
@@ -87,8 +87,10 @@ def _noise():
             "some/other/topic hello"]
 
 
-def run_tool(lines, *args, keys=None, stdin=False):
-    """Run python -m tools.verify on lines; returns (exit code, stdout, stderr)."""
+def run_tool(lines, *args, keys=None, stdin=False, keystore_env=None):
+    """Run python -m tools.verify on lines; returns (exit code, stdout, stderr). The
+    default key store is $QTERM_KEYSTORE (keystore_env; by default a file that does not
+    exist, so the machine's own ~/.qterm is never read)."""
     d = tempfile.mkdtemp(prefix="qterm-verify-")
     cap = os.path.join(d, "capture.txt")
     with open(cap, "w", encoding="utf-8") as f:
@@ -101,7 +103,8 @@ def run_tool(lines, *args, keys=None, stdin=False):
                                "hall1/c2": {"key": KEY2.hex()}}, f)
         argv += ["--keys", store]
     argv += list(args) + (["-"] if stdin else [cap])
-    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    env = dict(os.environ, QTERM_KEYSTORE=keystore_env or os.path.join(d, "no-such-keystore.json"))
+    r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
                        input="\n".join(lines) + "\n" if stdin else None)
     return r.returncode, r.stdout, r.stderr
 
@@ -323,3 +326,91 @@ def test_verifier_api_for_live_monitoring():
     rep = v.report()["devices"][0]
     assert rep["gaps"] == [] and rep["reordered"] == [6]
     assert m.report()["total"]["finished"] == 2
+
+
+def _with_drop_announced(ranges, drop, relink=None, key=KEY):
+    """The k1 stream with the seqs in drop missing from the capture and a signed
+    outbox.dropped {ranges} after them; relink=(seq, prev_seq): the device stamped seq
+    with prev linking to prev_seq (what a recovery from a damaged segment does)."""
+    events = make_stream()
+    if relink is not None:
+        seq, to = relink
+        s = Stamper("k1", 2, KEY, seq - 1, chain_hash(events[to - 1][1]))
+        events[seq - 1] = (_topic("k1", "device.boot"), s.stamp("device.boot", {"reason": "recovered"}, 1714970000))
+        for i in range(seq, len(events)):   # the rest of the chain follows the new link
+            t, p = events[i]
+            env = json.loads(p)
+            events[i] = (t, s.stamp(env["type"], env["data"], env["ts"]))
+    s = Stamper("k1", 2, key, 50, chain_hash(events[-1][1]))
+    events.append((_topic("k1", "outbox.dropped"), s.stamp("outbox.dropped", {"ranges": ranges}, 1714990000)))
+    return [ln for ln in _lines(events) if _seq_of(ln) not in drop]
+
+
+def test_announced_drops_are_not_tampering():
+    lines = _with_drop_announced([[21, 23]], {21, 22, 23})
+    code, out, _ = run_tool(lines)
+    assert code == 0, out
+    assert "seq 21-23 dropped by the device, as announced by outbox.dropped" in out and "RESULT: clean" in out
+    code, rep = run_json(lines)
+    k1 = _dev(rep)
+    assert code == 0 and k1["gaps"] == [] and k1["missing"] == 0 and k1["dropped"] == [[21, 23]]
+    assert k1["dropped_count"] == 3 and k1["chain_intact"] and k1["clean"]
+    # the same gap without the announcement is loss
+    code, out, _ = run_tool([ln for ln in lines if "outbox.dropped" not in ln])
+    assert code == 1 and "missing seq 21-23 (lost or deleted)" in out
+
+
+def test_only_the_announced_part_of_a_gap_is_excused():
+    lines = _with_drop_announced([[21, 22], [30, 31]], {21, 22, 23, 24})
+    code, rep = run_json(lines)
+    k1 = _dev(rep)
+    assert code == 1 and k1["dropped"] == [[21, 22]] and k1["gaps"] == [[23, 24]] and k1["missing"] == 2
+
+
+def test_a_forged_announcement_excuses_nothing():
+    lines = _with_drop_announced([[21, 23]], {21, 22, 23}, key=OTHER)
+    code, rep = run_json(lines)
+    k1 = _dev(rep)
+    assert code == 1 and k1["gaps"] == [[21, 23]] and k1["dropped"] == [] and k1["forged"]
+
+
+def test_a_chain_break_right_after_an_announced_range_is_expected():
+    # 21-23 were lost from a damaged segment after 23 was published; the device stamped 24
+    # linking to 20, the newest event it still had
+    lines = _with_drop_announced([[21, 23]], {21, 22}, relink=(24, 20))
+    code, out, _ = run_tool(lines)
+    assert code == 0, out
+    code, rep = run_json(lines)
+    assert _dev(rep)["chain_breaks"] == [] and _dev(rep)["dropped"] == [[21, 22]]
+    # not announced, the same break is reported
+    code, rep = run_json([ln for ln in lines if "outbox.dropped" not in ln])
+    assert code == 1 and _dev(rep)["chain_breaks"] == [24]
+
+
+def test_default_key_store_is_read_without_keys():
+    d = tempfile.mkdtemp(prefix="qterm-verify-")
+    store = os.path.join(d, "keystore.json")
+    with open(store, "w") as f:
+        json.dump({"hall1/k1": {"key": KEY.hex()}, "hall1/c2": {"key": KEY2.hex()}}, f)
+    lines = _lines(make_stream()) + _lines(other_device())
+    code, out, _ = run_tool(lines, keys=False, keystore_env=store)
+    assert code == 0 and "RESULT: clean" in out, out
+    code, out, _ = run_tool(lines, keys=False)   # no default store: macs cannot be checked
+    assert code == 1 and "no key for this device" in out
+    # --key alone means exactly those keys
+    code, out, _ = run_tool(lines, "--key", "hall1/k1=" + KEY.hex(), keys=False, keystore_env=store)
+    assert code == 1 and "hall1/c2: no key for this device" in out
+    # monitor finds its keys through the same helper
+    old = os.environ.get("QTERM_KEYSTORE")
+    os.environ["QTERM_KEYSTORE"] = store
+    try:
+        assert default_keys() == (store, {"hall1/k1": KEY, "hall1/c2": KEY2})
+        os.environ["QTERM_KEYSTORE"] = os.path.join(d, "missing.json")
+        assert default_keys() == (None, {})
+    finally:
+        if old is None:
+            del os.environ["QTERM_KEYSTORE"]
+        else:
+            os.environ["QTERM_KEYSTORE"] = old
+    import tools.monitor
+    assert tools.monitor.default_keys is default_keys

@@ -20,8 +20,7 @@ import sys
 import time
 
 from tools.device import ToolError
-from tools.provision import default_keystore
-from tools.verify import UsageError, Verifier, load_keystore
+from tools.verify import UsageError, Verifier, default_keys
 
 MARK = {"ok": "✓", "bad": "✗", "unverified": "·", "duplicate": "="}
 SCORES = {5: "非常满意", 4: "满意", 3: "基本满意", 2: "不满意", 1: "非常不满意"}
@@ -125,10 +124,8 @@ class Monitor:
 def monitor(broker, site, keystore=None, user=None, password=None, cafile=None, count=None, seconds=None,
             out=sys.stdout):
     host, port = parse_broker(broker)
-    if keystore is None and os.path.exists(default_keystore()):
-        keystore = default_keystore()
     try:
-        keys = load_keystore(keystore) if keystore else {}
+        keystore, keys = default_keys(keystore)
     except UsageError as e:
         raise ToolError(str(e), 2)
     sub = shutil.which("mosquitto_sub")

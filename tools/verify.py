@@ -17,8 +17,14 @@ Per device it reports (see firmware/envelope.py for the envelope):
   already taken, a topic that disagrees with the payload, or no key for the device;
 - reordered: events that arrived after one with a higher seq (duplicates excluded);
 - chain breaks: prev not equal to the hash of the event before it, both signed.
-Exit status: 0 when every device is clean, 1 on any tampering or loss (or no events
-at all), 2 on usage or input errors.
+- dropped: seq numbers missing where the device announced the loss itself with a signed
+  outbox.dropped (data.ranges = [[first, last], ...]: its overflow policy, or a damaged
+  segment). They are listed but are not tampering; nor is a prev that does not match right
+  after such a range (the event it links to is gone).
+Without --keys (or --key) the key store of `tools/qterm provision` and `monitor` is read
+when it exists ($QTERM_KEYSTORE or ~/.qterm/keystore.json).
+Exit status: 0 when every device is clean, 1 on any tampering or unannounced loss (or no
+events at all), 2 on usage or input errors.
 
 Satisfaction (--metrics), from rating.submitted, rating.expired and service.finished of
 signed events only: 满意率 satisfaction rate = (非常满意 5 + 满意 4 + 基本满意 3) / all
@@ -34,10 +40,12 @@ Verifier and Metrics are the importable core (tools/monitor uses them):
 import argparse
 import binascii
 import json
+import os
 import sys
 
 from firmware import canonical
-from firmware.envelope import ZERO_PREV, BadMac, chain_hash, parse, verify
+from firmware.envelope import ZERO_PREV, chain_hash
+from firmware.envelope_check import BadMac, parse, verify
 
 _TOPIC_ROOT = ("qterm", "v1")
 
@@ -68,6 +76,14 @@ class DeviceLog:
         self.max_seq = 0
         self.boots = set()
         self.noncanonical = 0
+        self.announced = []  # (first, last) seq ranges the device said it dropped (signed)
+
+    def announce(self, data):
+        """Record the ranges of a verified outbox.dropped event."""
+        ranges = data.get("ranges") if isinstance(data, dict) else None
+        for r in ranges if isinstance(ranges, list) else ():
+            if isinstance(r, list) and len(r) == 2 and all(_count(x) for x in r) and 1 <= r[0] <= r[1]:
+                self.announced.append((r[0], r[1]))
 
     def place(self, entry):
         """File entry under its seq; True if new, False if an identical re-send."""
@@ -95,10 +111,13 @@ class DeviceLog:
     def report(self, chain_only=False):
         slots = self.slots
         seqs = sorted(slots)
+        announced = _merged(self.announced)
         gaps = []
+        dropped = []
         for a, b in zip(seqs, seqs[1:]):
             if b - a > 1:
-                gaps.append([a + 1, b - 1])
+                for lo, hi, told in _split(a + 1, b - 1, announced):
+                    (dropped if told else gaps).append([lo, hi])
         good = [s for s in seqs if slots[s].status != "bad"]
         last_good = good[-1] if good else None
         breaks = []
@@ -108,7 +127,7 @@ class DeviceLog:
                 want = ZERO_PREV
             else:
                 p = slots.get(s - 1)
-                if p is None or p.status == "bad":
+                if p is None or p.status == "bad" or _within(s - 1, announced):
                     continue
                 want = p.hash
             if e.prev != want:
@@ -151,6 +170,9 @@ class DeviceLog:
             notes.append("%d payload(s) not in canonical form (reformatted in transit?)" % self.noncanonical)
         if seqs and seqs[0] != 1:
             notes.append("capture starts at seq %d" % seqs[0])
+        if dropped:
+            notes.append("%d event(s) dropped by the device, as it announced (outbox.dropped): seq %s"
+                         % (sum(b - a + 1 for a, b in dropped), _ranges(dropped)))
         return {
             "device": self.name,
             "key": "none" if self.key is None else "known",
@@ -163,6 +185,8 @@ class DeviceLog:
             "clean": intact and not self.late and not no_key,
             "gaps": gaps,
             "missing": sum(b - a + 1 for a, b in gaps),
+            "dropped": dropped,
+            "dropped_count": sum(b - a + 1 for a, b in dropped),
             "duplicates": self.duplicates,
             "altered": altered,
             "forged": forged,
@@ -172,6 +196,37 @@ class DeviceLog:
             "wrong_key": wrong_key,
             "notes": notes,
         }
+
+
+def _merged(ranges):
+    """Sorted ranges with overlapping or adjacent ones joined."""
+    out = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
+
+
+def _within(seq, ranges):
+    return any(a <= seq <= b for a, b in ranges)
+
+
+def _split(lo, hi, ranges):
+    """lo..hi cut into (first, last, announced) pieces by the merged ranges."""
+    out = []
+    for a, b in ranges:
+        if b < lo or a > hi:
+            continue
+        if a > lo:
+            out.append((lo, a - 1, False))
+        out.append((max(a, lo), min(b, hi), True))
+        lo = min(b, hi) + 1
+        if lo > hi:
+            return out
+    out.append((lo, hi, False))
+    return out
 
 
 def _topic_kind(topic):
@@ -275,6 +330,8 @@ class Verifier:
                 status, reason = "bad", str(e)
         if not log.place(_Entry(env["seq"], chain_hash(full), env["prev"], status, reason)):
             return "duplicate", env
+        if env["type"] == "outbox.dropped" and (status == "ok" or (status == "unverified" and self.chain_only)):
+            log.announce(env["data"])
         if self.metrics is not None and (status == "ok" or (status == "unverified" and self.chain_only)):
             self.metrics.add(env)
         return status, env
@@ -437,6 +494,18 @@ def _parse_hex_key(text, where):
     return key
 
 
+def default_keys(path=None):
+    """(path, keys) of the key store at path or, without one, of the default store that
+    `tools/qterm provision` writes ($QTERM_KEYSTORE or ~/.qterm/keystore.json) if it
+    exists; (None, {}) otherwise. verify and monitor both look keys up through here."""
+    if path is None:
+        from tools.provision import default_keystore
+        path = default_keystore()
+        if not os.path.exists(path):
+            return None, {}
+    return path, load_keystore(path)
+
+
 def load_keystore(path):
     """{"<device>" or "<site>/<device>": {"key": "<hex>", ...} or "<hex>"} -> {name: bytes}."""
     try:
@@ -488,12 +557,12 @@ def _ranges(gaps):
 def format_report(rep, source):
     out = ["qterm event check of %s" % source]
     if rep["devices"]:
-        rows = [("device", "events", "seq", "chain intact", "missing", "duplicates", "altered",
+        rows = [("device", "events", "seq", "chain intact", "missing", "dropped", "duplicates", "altered",
                  "forged", "reordered", "chain breaks", "result")]
         for d in rep["devices"]:
             seq = "-" if d["first_seq"] is None else "%d..%d" % (d["first_seq"], d["last_seq"])
             rows.append((d["device"], d["events"], seq, "yes" if d["chain_intact"] else "NO", d["missing"],
-                         d["duplicates"], len(d["altered"]), len(d["forged"]), len(d["reordered"]),
+                         d["dropped_count"], d["duplicates"], len(d["altered"]), len(d["forged"]), len(d["reordered"]),
                          len(d["chain_breaks"]), "clean" if d["clean"] else "NOT CLEAN"))
         out += _table(rows)
     else:
@@ -502,6 +571,9 @@ def format_report(rep, source):
         name = d["device"]
         if d["gaps"]:
             out.append("%s: missing seq %s (lost or deleted)" % (name, _ranges(d["gaps"])))
+        if d["dropped"]:
+            out.append("%s: seq %s dropped by the device, as announced by outbox.dropped (not tampering)"
+                       % (name, _ranges(d["dropped"])))
         if d["altered"]:
             out.append("%s: altered seq %s (mac mismatch: changed after signing)"
                        % (name, ", ".join(map(str, d["altered"]))))
@@ -559,7 +631,9 @@ def main(argv=None):
                     "satisfaction figures. Exit 0 clean, 1 tampering or loss, 2 usage or input error.")
     ap.add_argument("file", metavar="FILE", help="capture file, or - for standard input")
     ap.add_argument("--keys", metavar="KEYSTORE.json",
-                    help='device keys: {"<device>" or "<site>/<device>": {"key": "<hex>"}, ...}')
+                    help='device keys: {"<device>" or "<site>/<device>": {"key": "<hex>"}, ...} '
+                         "(default: the provision key store, $QTERM_KEYSTORE or ~/.qterm/keystore.json, "
+                         "if it exists and no --key is given)")
     ap.add_argument("--key", metavar="DEV=HEX", action="append", default=[],
                     help="a device key in hex (repeatable; DEV may be <site>/<device>)")
     ap.add_argument("--chain-only", action="store_true",
@@ -568,7 +642,7 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="machine-readable JSON output")
     args = ap.parse_args(argv)
     try:
-        keys = load_keystore(args.keys) if args.keys else {}
+        keys = default_keys(args.keys)[1] if args.keys or not args.key else {}
         for item in args.key:
             name, sep, hexkey = item.partition("=")
             if not sep or not name:

@@ -149,6 +149,7 @@ async def _run(cfg, hal, wdt):
             hal.clock.set_time(t)
     from firmware.app import App
     app = App(hal, cfg)
+    cfg = None      # the app keeps what it needs; the whole config stays on flash
     app.boot()
     if linked:
         asyncio.create_task(_keep_online(app, hal, ntp))
@@ -161,7 +162,7 @@ def main():
     if cfg is None:
         return
     from firmware.app import _unload
-    _unload("firmware.config")  # boot-only code: its bytecode is worth more as free RAM
+    _unload("firmware.config", "firmware.text")  # boot-only code: its bytecode is worth more as free RAM
     try:
         hal = build_hal(cfg)
     except (ValueError, OSError) as e:

@@ -3,7 +3,7 @@ import sys
 
 from firmware.rating import IDLE, REASON, REASON_GUARD_MS, SCORE, RatingPad
 
-REASONS = [{"code": "attitude"}, {"code": "wait"}, {"code": "slow"}, {"code": "unclear"}, {"code": "other"}]
+REASONS = ("attitude", "wait", "slow", "unclear", "other")
 TS = 1795618068          # wall clock at the finish (seconds)
 T = 5000                 # monotonic ms at the finish
 
@@ -98,10 +98,10 @@ def test_buttons_pick_reasons_top_down():
 
 
 def test_buttons_beyond_a_short_reason_list_mean_other():
-    pad = _opened(reasons=[{"code": "attitude"}, {"code": "wait"}])
+    pad = _opened(reasons=("attitude", "wait"))
     pad.press(2, T)
     assert pad.press(1, T + 700)[1]["reason"] == "other"
-    pad = _opened(reasons=[{"code": "attitude"}, {"code": "wait"}])
+    pad = _opened(reasons=("attitude", "wait"))
     pad.press(2, T)
     assert pad.press(4, T + 700)[1]["reason"] == "wait"
 
