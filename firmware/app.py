@@ -9,7 +9,7 @@ from time import ticks_add, ticks_diff
 
 import asyncio
 
-from firmware import calendar, events, messages
+from firmware import events, messages
 from firmware.hall import Hall, Refused
 from firmware.outbox import OutboxFull
 from firmware.rating import RatingPad, IDLE, SCORE, REASON
@@ -97,7 +97,7 @@ class App:
     # ---- time: steps are not time passing -----------------------------------------
     def clock_step(self, epoch, source):
         """Set the wall clock to epoch (a step: NTP, time.set, technician); range-checked by
-        the caller. The business day does not change because of it (see Hall.decide_clock)."""
+        the caller. The business day does not change because of it (see desk.decide_clock)."""
         self.check_clock()
         before = self.now()
         self.hal.clock.set_time(epoch)
@@ -122,7 +122,9 @@ class App:
             self._stepped(expected, wall, "detected")
 
     def _stepped(self, before, after, source):
-        etype, data = self.hall.decide_clock(before, after)
+        from firmware import desk
+        etype, data = desk.decide_clock(self.hall, before, after)
+        _unload("firmware.desk", "firmware.text")
         data["source"] = source
         self.emit(etype, data)
 
@@ -131,7 +133,10 @@ class App:
         now = self.now()
         if not self.hall.is_new_day(now):
             return False
-        for etype, data in self.hall.decide_day(now):
+        from firmware import desk
+        evs = desk.decide_day(self.hall, now)
+        _unload("firmware.desk", "firmware.text")
+        for etype, data in evs:
             self.emit(etype, data)
         self.call = None
         return True
@@ -300,36 +305,14 @@ class App:
             self.hal.indicator.set("paper", state != "ok")
 
     def _layout(self, d):
-        """The ESC/POS bytes of ticket d (about 600 bytes)."""
-        pcfg = self.cfg["printer"]
-        info = {"hall": self._names("hall"), "service": self._names("svc." + d["service"]),
-                "number": d["ticket"], "kind": d["kind"], "ahead": d["ahead"], "wait_min": d["wait_min"],
-                "time": calendar.stamp(self.now(), self.hall.tz),
-                "notice": self._names("notice") if pcfg["notice"] else None,
-                "lang2": self.langs[1] if len(self.langs) > 1 else None,
-                "qr": "%s%s/%s/%s" % (pcfg["qr_prefix"], self.cfg["device"], self.hall.day, d["ticket"])}
-        # The layout, ESC/POS and GB2312 code is loaded only while a ticket prints: on a
-        # 96 KiB heap the bytecode of rarely used modules is worth more as free RAM.
-        out = bytearray()
+        """The ESC/POS bytes of ticket d (about 600 bytes). The layout, ESC/POS and GB2312
+        code is loaded only while a ticket prints: its bytecode is worth more as free RAM."""
         try:
-            from firmware import ticket as layout
-            from firmware.gb2312 import Gb2312
-            with Gb2312() as gb:
-                layout.print_ticket(out.extend, info, pcfg["cols"], gb)
+            from firmware import ticket
+            return ticket.render(self, d)
         finally:
-            layout = Gb2312 = info = None
+            ticket = None
             _unload("firmware.ticket", "firmware.escpos", "firmware.gb2312")
-        return out
-
-    def _names(self, key):
-        """{language: text} of one of the hall's own words, as the ticket layout takes it."""
-        pair = messages.hall_text(key)
-        if pair is None:
-            return None
-        out = {self.langs[0]: pair[0]}
-        if len(self.langs) > 1:
-            out[self.langs[1]] = pair[1]
-        return out
 
     async def _print(self, paper):
         try:
@@ -516,7 +499,9 @@ class App:
             self._home_screen()
         if ticks_diff(now_ms, last_hb) >= hb_every:
             last_hb = now_ms
-            self.heartbeat()
+            from firmware import report
+            report.heartbeat(self)
+            _unload("firmware.report")
         return last_hb
 
     def fault_seen(self, where, exc):
@@ -524,14 +509,6 @@ class App:
         gc.collect()
         self.stats["faults"] = self.stats.get("faults", 0) + 1
         print("qterm: %s: %r" % (where, exc))
-
-    def heartbeat(self):
-        gc.collect()
-        self.emit("device.heartbeat", {"uptime_s": self.uptime_s,
-                                       "heap_free": gc.mem_free(), "outbox": self.outbox.pending(),
-                                       "ignored": self.stats["ignored"], "refused": self.stats["refused"],
-                                       "cmd_dropped": self.stats["cmd_dropped"],
-                                       "printer": self.paper, "net": self.hal.net.up()})
 
     async def buttons(self):
         while True:
@@ -544,23 +521,6 @@ class App:
                 result = {"ok": False, "error": "internal"}
             if name is not None:
                 self.hal.buttons.handled(name, result)
-
-    def config_changed(self):
-        """Live settings changed by a command: pass them to the parts that keep copies."""
-        r = self.cfg["rating"]
-        for pad in self.pads.values():
-            pad.configure(r["window_s"], r["reason_window_s"], r["codes"])
-
-    def busy(self):
-        """Someone is waiting or being served (structural config changes must wait)."""
-        h = self.hall
-        for s in h.services:
-            if len(s.waiting):
-                return True
-        for c in h.counters:
-            if c.current is not None or len(c.direct):
-                return True
-        return False
 
     # ---- backend commands ------------------------------------------------------
     def command(self, raw):
@@ -609,7 +569,7 @@ class App:
                 elif cmds is not None:  # none waits: give the RAM back
                     cmds = None
                     _unload("firmware.commands", "firmware.config", "firmware.store", "firmware.text",
-                            "firmware.texts")
+                            "firmware.texts", "firmware.report")
                 else:
                     self.cmd_wake.clear()
                     if q and q[0]:  # a quiet period runs: look at its end every second
@@ -643,25 +603,6 @@ class App:
         except (ImportError, AttributeError):
             import sys
             sys.exit(3)  # the simulator's launcher re-executes itself: same PID, like a reset
-
-    def status(self):
-        s = self.hall.summary()
-        s["role"] = self.cfg["role"]
-        s["device"] = self.cfg["device"]
-        s["boot"] = self.boot_no
-        s["seq"] = self.stamper.seq
-        s["outbox"] = self.outbox.pending()
-        s["connected"] = self.publisher.connected() if self.publisher else False
-        s["mqtt_error"] = self.publisher.last_error() if self.publisher else None
-        s["net"] = self.hal.net.up()
-        s["printer"] = self.paper
-        s["clock_synced"] = getattr(self.hal.clock, "synced", False)
-        s["fault"] = self.fault
-        s["rating"] = dict((cid, ["idle", "score", "reason"][p.stage]) for cid, p in self.pads.items())
-        s["stats"] = dict(self.stats)
-        gc.collect()
-        s["heap"] = {"free": gc.mem_free(), "alloc": gc.mem_alloc()}
-        return s
 
     async def run(self):
         asyncio.create_task(self.timers())

@@ -467,14 +467,16 @@ async def _run(app, op, args):
     if op == "ping":
         return {"pong": app.now()}
     if op == "status":
-        return app.status()
+        from firmware import report
+        return report.status(app)
     if op == "time.set":
         app.clock_step(args["epoch"], "command")
         return {"time": app.now()}
     if op == "config.set":
         return _config_set(app, args["patch"])
     if op == "day.reset":
-        for etype, data in app.hall.decide_day(app.now()):
+        from firmware import desk
+        for etype, data in desk.decide_day(app.hall, app.now()):
             app.emit(etype, data)
         return {"day": app.hall.day}
     if op == "ticket.appointment":
@@ -493,6 +495,17 @@ async def _run(app, op, args):
     if not r.get("ok"):
         raise Rejected(r.get("refused") or "refused", r.get("detail") or r.get("error", ""))
     return r
+
+
+def _busy(h):
+    """Someone is waiting or being served (structural config changes must wait)."""
+    for s in h.services:
+        if len(s.waiting):
+            return True
+    for c in h.counters:
+        if c.current is not None or len(c.direct):
+            return True
+    return False
 
 
 def _config_set(app, patch):
@@ -522,7 +535,7 @@ def _config_set(app, patch):
     if errors:
         raise Rejected("bad_config", "; ".join(cfgmod.describe(errors))[:200])
     structural = [k for k in patch if k in _STRUCTURAL]
-    if structural and app.busy():
+    if structural and _busy(app.hall):
         raise Rejected("busy", "people waiting or being served; change %s after hours" % ",".join(structural))
     errors = None
     store.write_json(app.root + "/config.json", merged)
@@ -534,7 +547,9 @@ def _config_set(app, patch):
         texts.write(full, app.root)
         app.cfg = texts.compact(full)
         full = None
-        app.config_changed()
+        r = app.cfg["rating"]
+        for pad in app.pads.values():
+            pad.configure(r["window_s"], r["reason_window_s"], r["codes"])
     app.emit("config.applied", {"keys": sorted(patch.keys()), "restart": bool(restart)})
     if restart:
         app.restart_pending = True

@@ -1,11 +1,11 @@
-"""Counter management that happens a few times a day: pause/resume, close, transfer (AB岗),
-requeue a returned no-show, staff sign-in.
+"""Decisions that happen a few times a day: pause/resume, close, transfer (AB岗), requeue a
+returned no-show, staff sign-in - and the hall's calendar: a new business day, a clock step.
 
 Separate from firmware.hall so the common path (issue, call, finish, rate) costs no RAM for
 it: the app imports this module when needed and lets it go afterwards. Like the hall's
 decide_* methods, every function here only decides: it returns an event or raises Refused.
 """
-from firmware import text
+from firmware import calendar, text
 from firmware.hall import Refused
 from firmware.ticketring import REQUEUED
 
@@ -122,3 +122,29 @@ def signin(hall, cid, staff):
     if staff:
         return ("staff.signed_in", {"counter": c.id, "staff": staff, "was": c.staff})
     return ("staff.signed_out", {"counter": c.id, "staff": c.staff})
+
+
+def decide_day(hall, now):
+    """Events of a new business day: whoever is still being served is ended (not silently
+    forgotten), then the reset itself."""
+    day = calendar.business_day(now, hall.tz, hall.reset_hour)[0]
+    out = []
+    for c in hall.counters:
+        if c.current is not None:
+            d = hall._ticket_fields(c, c.current)
+            d["reason"] = "day_reset"
+            d["served_s"] = max(0, hall._offset(now) - c.current[5])
+            out.append(("service.ended", d))
+    waiting = 0
+    for s in hall.services:
+        waiting += len(s.waiting)
+    out.append(("day.reset", {"day": day, "prev_day": hall.day, "dropped_waiting": waiting}))
+    return out
+
+
+def decide_clock(hall, before, after):
+    """A clock step is not time passing: the tickets' time offsets move with it and the
+    business day only ever moves forward (a late first NTP sync names today without
+    dropping anyone or restarting the numbers)."""
+    day = calendar.business_day(after, hall.tz, hall.reset_hour)[0]
+    return ("clock.set", {"from": before, "to": after, "day": day if day > hall.day else hall.day})

@@ -142,30 +142,6 @@ class Hall:
         return max(0, ts - self.day_start)
 
     # ---- decisions (pure: state unchanged) -------------------------------------
-    def decide_day(self, now):
-        """Events of a new business day: whoever is still being served is ended (not silently
-        forgotten), then the reset itself."""
-        day, _ = calendar.business_day(now, self.tz, self.reset_hour)
-        out = []
-        for c in self.counters:
-            if c.current is not None:
-                d = self._ticket_fields(c, c.current)
-                d["reason"] = "day_reset"
-                d["served_s"] = max(0, self._offset(now) - c.current[5])
-                out.append(("service.ended", d))
-        waiting = 0
-        for s in self.services:
-            waiting += len(s.waiting)
-        out.append(("day.reset", {"day": day, "prev_day": self.day, "dropped_waiting": waiting}))
-        return out
-
-    def decide_clock(self, before, after):
-        """A clock step is not time passing: the tickets' time offsets move with it and the
-        business day only ever moves forward (a late first NTP sync names today without
-        dropping anyone or restarting the numbers)."""
-        day = calendar.business_day(after, self.tz, self.reset_hour)[0]
-        return ("clock.set", {"from": before, "to": after, "day": day if day > self.day else self.day})
-
     def decide_issue(self, code, kind, now, appointment=None):
         s = self.by_code.get(code)
         day = self.day

@@ -16,6 +16,7 @@
 Chinese and the second language share a line ("zh / en") when they fit, else
 each gets its own. Missing translations, counts or QR are simply left out.
 """
+from firmware import calendar, messages
 from firmware.escpos import CENTRE, LEFT, EscPos, display_width
 
 # second-language wording; a language not listed here prints Chinese only
@@ -133,3 +134,31 @@ def print_ticket(write, t, cols, gb):
             pass  # an oversized payload costs the QR, never the citizen's ticket
     p.align(LEFT)
     p.cut(feed=4)
+
+
+def render(app, d):
+    """The ESC/POS bytes of the ticket of issue event d at terminal app (about 600 bytes)."""
+    from firmware.gb2312 import Gb2312
+    pcfg = app.cfg["printer"]
+    langs = app.langs
+    info = {"hall": _names("hall", langs), "service": _names("svc." + d["service"], langs),
+            "number": d["ticket"], "kind": d["kind"], "ahead": d["ahead"], "wait_min": d["wait_min"],
+            "time": calendar.stamp(app.now(), app.hall.tz),
+            "notice": _names("notice", langs) if pcfg["notice"] else None,
+            "lang2": langs[1] if len(langs) > 1 else None,
+            "qr": "%s%s/%s/%s" % (pcfg["qr_prefix"], app.cfg["device"], app.hall.day, d["ticket"])}
+    out = bytearray()
+    with Gb2312() as gb:
+        print_ticket(out.extend, info, pcfg["cols"], gb)
+    return out
+
+
+def _names(key, langs):
+    """{language: text} of one of the hall's own words (firmware/texts.py)."""
+    pair = messages.hall_text(key)
+    if pair is None:
+        return None
+    out = {langs[0]: pair[0]}
+    if len(langs) > 1:
+        out[langs[1]] = pair[1]
+    return out

@@ -73,7 +73,10 @@ class Control:
             return {"ok": False, "error": "device out of memory"}
 
     async def op_status(self, req):
-        s = self.app.status()
+        from firmware import report
+        from firmware.app import _unload
+        s = report.status(self.app)
+        _unload("firmware.report")
         s["ok"] = True
         return s
 
@@ -84,8 +87,8 @@ class Control:
         if req.get("counter"):
             name = "%s@%s" % (name, req["counter"])
         waiter = self.hal.buttons.inject(name)
-        await waiter.event.wait()
-        return waiter.result
+        await waiter[0].wait()
+        return waiter[1]
 
     async def op_display(self, req):
         return {"ok": True, "lines": self.hal.display.lines, "indicator": self.hal.indicator.state,

@@ -53,41 +53,21 @@ class SimPrinter:
         return None
 
 
-class SimDisplay:
-    def __init__(self, echo=False):
-        self.lines = []
-        self.echo = echo
-
-    def show(self, lines):
-        self.lines = list(lines)
-        if self.echo:
-            print("[display] " + " | ".join(self.lines))
-
-
-class _Waiter:
-    def __init__(self):
-        self.event = asyncio.Event()
-        self.result = None
-
-    def resolve(self, result):
-        self.result = result
-        self.event.set()
-
-
 class SimButtons:
     """Presses injected by the control port; each press gets its own result back."""
 
     MAX_QUEUED = 32  # like a real keypad ring: a press beyond this is refused at once
 
     def __init__(self):
-        self.queue = []      # (name, waiter) not yet taken by the firmware
-        self.current = None  # waiter of the press the firmware is handling
+        self.queue = []      # (name, [Event, result]) not yet taken by the firmware
+        self.current = None  # [Event, result] of the press the firmware is handling
         self.flag = asyncio.Event()
 
     def inject(self, name):
-        w = _Waiter()
+        """A press; returns [Event, result]: the event is set once result is there."""
+        w = [asyncio.Event(), None]
         if len(self.queue) >= self.MAX_QUEUED:
-            w.resolve({"ok": False, "error": "button queue full"})
+            _resolve(w, {"ok": False, "error": "button queue full"})
             return w
         self.queue.append((name, w))
         self.flag.set()
@@ -106,41 +86,18 @@ class SimButtons:
     def clear(self):
         """Presses queued while a ticket printed are dropped, as the real pad does."""
         for _, w in self.queue:
-            w.resolve({"ok": True, "ignored": "printing"})
+            _resolve(w, {"ok": True, "ignored": "printing"})
         self.queue = []
 
     def handled(self, name, result):
         if self.current is not None:
-            self.current.resolve(result)
+            _resolve(self.current, result)
             self.current = None
 
 
-class SimIndicator:
-    def __init__(self):
-        self.state = {}
-        self.beeps = 0
-
-    def set(self, what, on):
-        self.state[what] = bool(on)
-
-    def beep(self, ms=80):
-        self.beeps += 1
-
-
-class SimVoice:
-    def __init__(self, echo=False):
-        self.said = []
-        self.echo = echo
-
-    def say(self, text):
-        self.said.append(text)
-        if len(self.said) > 8:
-            self.said.pop(0)
-        if self.echo:
-            print("[voice] " + text)
-
-    def busy(self):
-        return False
+def _resolve(w, result):
+    w[1] = result
+    w[0].set()
 
 
 class SimClock:
@@ -183,18 +140,48 @@ class SimClock:
         os.rename(tmp, self.path)
 
 
-class SimStorage:
-    def __init__(self, root):
-        self.root = root
+class SimHal:
+    """The simulated board. The small devices - display, lamps, voice, flash storage, network
+    link - are this one object (a class each would cost ~1 KiB more of the heap the simulator
+    shares with the firmware); printer, keys and clock have their own doubles."""
+
+    def __init__(self, state_dir, data_root, echo=False, baud=115200):
+        self.printer = SimPrinter(state_dir + "/printer.bin", echo, baud)
+        self.buttons = SimButtons()
+        self.clock = SimClock(state_dir + "/clock.json")
+        self.display = self.indicator = self.voice = self.storage = self.net = self
+        self.echo = echo
+        self.lines = []        # display
+        self.state = {}        # lamps
+        self.beeps = 0
+        self.said = []         # voice: the last few announcements
+        self.root = data_root  # storage
+        self.is_up = True      # network link (the 'net' control op)
+
+    def show(self, lines):
+        self.lines = list(lines)
+        if self.echo:
+            print("[display] " + " | ".join(self.lines))
+
+    def set(self, what, on):
+        self.state[what] = bool(on)
+
+    def beep(self, ms=80):
+        self.beeps += 1
+
+    def say(self, text):
+        self.said.append(text)
+        if len(self.said) > 8:
+            self.said.pop(0)
+        if self.echo:
+            print("[voice] " + text)
+
+    def busy(self):
+        return False
 
     def free_bytes(self):
         st = os.statvfs(self.root)
         return st[0] * st[4]
-
-
-class SimNet:
-    def __init__(self):
-        self.is_up = True
 
     def up(self):
         return self.is_up
@@ -207,13 +194,5 @@ class SimNet:
         return {"ip": "127.0.0.1", "link": "sim", "up": self.is_up}
 
 
-class SimHal:
-    def __init__(self, state_dir, data_root, echo=False, baud=115200):
-        self.printer = SimPrinter(state_dir + "/printer.bin", echo, baud)
-        self.display = SimDisplay(echo)
-        self.buttons = SimButtons()
-        self.indicator = SimIndicator()
-        self.voice = SimVoice(echo)
-        self.clock = SimClock(state_dir + "/clock.json")
-        self.storage = SimStorage(data_root)
-        self.net = SimNet()
+# One double per hal interface (tests/test_hal_conformance.py pairs them with the interfaces).
+SimDisplay = SimIndicator = SimVoice = SimStorage = SimNet = SimHal

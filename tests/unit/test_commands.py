@@ -84,10 +84,10 @@ class FakeApp:
         self.t = epoch
         self.emit("clock.set", {"to": epoch, "source": source})
 
-    def status(self):
+    def staff_key(self, cid, action, args):
         if self.low_memory:
             raise MemoryError("memory allocation failed")
-        return {"device": "t"}
+        return {"ok": True, "events": ["staff.signed_in"]}
 
 
 def run(app, raw):
@@ -281,7 +281,7 @@ def test_in_a_flood_junk_goes_unanswered_but_commands_with_the_key_do_not():
     assert run(app, b"third") is None and run(app, signed("ping", key=b"k", cid="f1")) is None
     assert run(app, signed("nope", cid="f2"))["error"] == "unknown_op"
     app.low_memory = True
-    assert run(app, signed("status", cid="f3"))["error"] == "low_memory"
+    assert run(app, signed("staff.signin", {"counter": "1", "staff": "S1"}, cid="f3"))["error"] == "low_memory"
     app.low_memory = False
     assert run(app, signed("ping", cid="f4"))["ok"]
     app.hal.clock.ms += QUIET_MS
@@ -308,10 +308,10 @@ def test_low_memory_refuses_that_command_only():
     d = tmpdir("cmd")
     app = FakeApp(d)
     app.low_memory = True
-    r = run(app, signed("status", cid="lm-1"))
+    r = run(app, signed("staff.signin", {"counter": "1", "staff": "S1"}, cid="lm-1"))
     assert r["ok"] is False and r["error"] == "low_memory" and r["id"] == "lm-1"
     app.low_memory = False
-    assert run(app, signed("status", cid="lm-2"))["ok"]
+    assert run(app, signed("staff.signin", {"counter": "1", "staff": "S1"}, cid="lm-2"))["ok"]
     rmtree(d)
 
 

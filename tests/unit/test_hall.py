@@ -40,7 +40,7 @@ class Rec:
         self.hall = Hall(cfg or _cfg())
         self.log = []
         self.now = now
-        self.do(self.hall.decide_day(now))
+        self.do(desk.decide_day(self.hall, now))
 
     def do(self, ev):
         if isinstance(ev, list):
@@ -294,7 +294,7 @@ def test_day_reset_starts_numbers_again():
     assert r.hall.is_new_day(later)
     assert not r.hall.is_new_day(T0 + 3600)
     r.now = later
-    ev = r.do(r.hall.decide_day(later))[-1]
+    ev = r.do(desk.decide_day(r.hall, later))[-1]
     assert ev[1]["day"] == "2026-11-26" and ev[1]["prev_day"] == "2026-11-25" and ev[1]["dropped_waiting"] == 1
     assert r.issue("A")[1]["ticket"] == "A001"
 
@@ -304,7 +304,7 @@ def test_a_busy_day_keeps_memory_bounded():
     cfg["services"][0]["daily_limit"] = 3000
     cfg["queue"]["next_guard_s"] = 0
     r = Hall(cfg)
-    r.apply("day.reset", r.decide_day(T0)[-1][1], T0)
+    r.apply("day.reset", desk.decide_day(r, T0)[-1][1], T0)
     for i in range(3000):
         etype, data = r.decide_issue("A", "normal", T0 + i)
         assert etype == "ticket.issued", data
@@ -367,7 +367,7 @@ def test_a_clock_step_keeps_the_queue_and_only_moves_the_day_forward():
     day = r.hall.day
     # a step back over the reset hour: same day, nothing dropped, numbers go on
     back = T0 - 20 * 3600
-    r.do(r.hall.decide_clock(T0, back))
+    r.do(desk.decide_clock(r.hall, T0, back))
     r.now = back
     assert r.hall.day == day and not r.hall.is_new_day(back)
     assert r.issue("A")[1]["ticket"] == "A003"
@@ -375,7 +375,7 @@ def test_a_clock_step_keeps_the_queue_and_only_moves_the_day_forward():
     assert not r.hall.is_new_day(T0 + 3600)
     # a step forward to a later date names that day but keeps everyone and the numbers
     fwd = T0 + 3 * 86400
-    r.do(r.hall.decide_clock(back, fwd))
+    r.do(desk.decide_clock(r.hall, back, fwd))
     r.now = fwd
     assert r.hall.day == "2026-11-28" and len(r.hall.service("A").waiting) == 3
     assert r.issue("A")[1]["ticket"] == "A004"
@@ -391,7 +391,7 @@ def test_a_new_day_ends_whoever_is_being_served_with_an_event():
     r = Rec()
     r.issue("A")
     r.key("next")
-    evs = r.hall.decide_day(T0 + 86400)
+    evs = desk.decide_day(r.hall, T0 + 86400)
     assert [e[0] for e in evs] == ["service.ended", "day.reset"]
     assert evs[0][1]["ticket"] == "A001" and evs[0][1]["reason"] == "day_reset"
     r.now = T0 + 86400

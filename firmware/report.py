@@ -1,0 +1,36 @@
+"""What the terminal says about itself: the status answer (control port, status command) and
+the heartbeat event. Loaded for the call and released: the figures are built rarely."""
+import gc
+
+
+def status(app):
+    s = app.hall.summary()
+    cfg = app.cfg
+    s["role"] = cfg["role"]
+    s["device"] = cfg["device"]
+    s["boot"] = app.boot_no
+    s["seq"] = app.stamper.seq
+    s["outbox"] = app.outbox.pending()
+    pub = app.publisher
+    s["connected"] = pub.connected() if pub else False
+    s["mqtt_error"] = pub.last_error() if pub else None
+    s["net"] = app.hal.net.up()
+    s["printer"] = app.paper
+    s["clock_synced"] = getattr(app.hal.clock, "synced", False)
+    s["time"] = app.now()
+    s["uptime_s"] = app.uptime_s
+    s["fault"] = app.fault
+    s["rating"] = dict((cid, ("idle", "score", "reason")[p.stage]) for cid, p in app.pads.items())
+    s["stats"] = dict(app.stats)
+    gc.collect()
+    s["heap"] = {"free": gc.mem_free(), "alloc": gc.mem_alloc()}
+    return s
+
+
+def heartbeat(app):
+    gc.collect()
+    st = app.stats
+    app.emit("device.heartbeat", {"uptime_s": app.uptime_s, "heap_free": gc.mem_free(),
+                                  "outbox": app.outbox.pending(), "ignored": st["ignored"],
+                                  "refused": st["refused"], "cmd_dropped": st["cmd_dropped"],
+                                  "printer": app.paper, "net": app.hal.net.up()})
