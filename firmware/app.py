@@ -61,6 +61,7 @@ class App:
         self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
         self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
         self.restart_pending = False
+        self.late_reply = None
         self.problems = []
 
     # ---- boot ------------------------------------------------------------------
@@ -81,6 +82,9 @@ class App:
         self.emit("device.boot", {"fw": FIRMWARE, "role": self.cfg["role"], "boot": self.boot_no,
                                   "replayed": replayed, "outbox_pending": self.outbox.pending(),
                                   "problems": self.problems + list(self.outbox.problems)})
+        from firmware import recovery
+        self.late_reply = recovery.config_outcome(self)   # a config.set answered after its restart
+        _unload("firmware.recovery", "firmware.store", "firmware.text")
         now = self.now()
         if now < self.last_ts - 2:
             # The clock is behind the newest event: the RTC lost the time with the power
@@ -569,7 +573,7 @@ class App:
                 elif cmds is not None:  # none waits: give the RAM back
                     cmds = None
                     _unload("firmware.commands", "firmware.config", "firmware.store", "firmware.text",
-                            "firmware.texts", "firmware.report")
+                            "firmware.texts", "firmware.report", "firmware.config_keys")
                 else:
                     self.cmd_wake.clear()
                     if q and q[0]:  # a quiet period runs: look at its end every second
@@ -590,8 +594,14 @@ class App:
                     await self.publisher.reply(reply)
                 except Exception as e:
                     self.fault_seen("command reply", e)
-                if self.restart_pending:
-                    await asyncio.sleep_ms(300)  # let the reply and config.applied go out first
+            if self.restart_pending and not self.cmd_n:    # the commands waiting are answered first
+                await asyncio.sleep_ms(300)  # let the reply and the events before it go out
+                while self.printing:         # never cut a ticket in half
+                    await asyncio.sleep_ms(100)
+                if not self.cmd_n:           # (more may have come meanwhile: answer them first)
+                    if self.cmd_quiet is not None:
+                        from firmware import commands as cmds
+                        cmds.quiet_over(self)   # what was kept quiet would die with the restart
                     self.restart()
 
     def restart(self):
@@ -604,9 +614,23 @@ class App:
             import sys
             sys.exit(3)  # the simulator's launcher re-executes itself: same PID, like a reset
 
+    async def _answer_late(self):
+        """The reply to a config.set that needed a restart, once the broker is reachable."""
+        while not self.publisher.connected():
+            await asyncio.sleep_ms(200)
+        await self.publisher.reply(self.late_reply)
+        self.late_reply = None
+        try:
+            import os
+            os.remove(self.root + "/config.result.json")
+        except OSError:
+            pass
+
     async def run(self):
         asyncio.create_task(self.timers())
         asyncio.create_task(self.buttons())
+        if self.late_reply:
+            asyncio.create_task(self._answer_late())
         while True:     # publishing may fail (low memory, a bug): the terminal keeps serving
             try:
                 await self.publisher.run()

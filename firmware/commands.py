@@ -53,7 +53,7 @@ SCHEMA = {
 
 # config keys a command may change without a restart, and those that restructure the
 # hall (allowed only while nobody is waiting or being served)
-_LIVE = ("hall", "heartbeat_s", "voice", "rating", "printer", "commands")
+_LATER = "later"     # the answer comes after the restart (config.set)
 _STRUCTURAL = ("services", "counters", "queue", "tz_offset_min", "day_reset_hour", "languages")
 
 
@@ -369,7 +369,9 @@ async def handle(app, raw):
                                           "detail": "commands signed before now are refused"})
         admit(cmd, now, window, seen)
         seen = None
-        result = await _run(app, op, cmd["args"])
+        result = await _run(app, op, cmd["args"], cid)
+        if result is _LATER:
+            return None
     except Rejected as e:
         return _refused(app, raw, cid, op, e.reason, e.detail)
     except MemoryError:
@@ -463,7 +465,7 @@ def _peek(raw):
             op[:32] if isinstance(op, str) else None)
 
 
-async def _run(app, op, args):
+async def _run(app, op, args, cid):
     if op == "ping":
         return {"pong": app.now()}
     if op == "status":
@@ -473,7 +475,7 @@ async def _run(app, op, args):
         app.clock_step(args["epoch"], "command")
         return {"time": app.now()}
     if op == "config.set":
-        return _config_set(app, args["patch"])
+        return _config_set(app, args["patch"], cid)
     if op == "day.reset":
         from firmware import desk
         for etype, data in desk.decide_day(app.hall, app.now()):
@@ -508,49 +510,29 @@ def _busy(h):
     return False
 
 
-def _config_set(app, patch):
-    """Validate the patched config, persist it atomically, apply it, announce config.applied."""
-    from firmware import config as cfgmod
-    # The whole config lives on flash only (the running firmware keeps a small part of it).
-    current = store.read_json(app.root + "/config.json")
-    if not isinstance(current, dict):
-        raise Rejected("bad_config", "stored config unreadable")
+def _config_set(app, patch, cid):
+    """Check what can be checked now, keep the patch on flash and restart: the next boot merges
+    and validates it in a fresh heap (firmware/config.py apply_pending), then announces
+    config.applied or command.rejected and answers this command. A serving terminal has no
+    room for a second copy of the config plus the validator."""
     for k in ("key", "site", "device", "role", "version"):
         if k in patch:
             raise Rejected("not_allowed", k + " is set by provisioning only")
-    for k in patch:
+    from firmware.config_keys import KEYS
+    for k, v in patch.items():
         if not text.ok(k):  # the keys are listed in config.applied
             raise Rejected("bad_args", "patch key")
-    import gc
-    gc.collect()  # config validation is the heaviest thing a command does: start clean
-    merged = dict(current)
-    for k, v in patch.items():
-        if isinstance(v, dict) and isinstance(current.get(k), dict):
-            m = dict(current[k])
-            m.update(v)
-            merged[k] = m
-        else:
-            merged[k] = v
-    errors = cfgmod.validate(merged)
-    if errors:
-        raise Rejected("bad_config", "; ".join(cfgmod.describe(errors))[:200])
+        if k not in KEYS[""] and k[0] != "_":
+            raise Rejected("bad_config", k + ": unknown key")
+        if isinstance(v, dict) and k in KEYS:
+            for sub in v:
+                if sub not in KEYS[k] and not (isinstance(sub, str) and sub[:1] == "_"):
+                    raise Rejected("bad_config", "%s.%s: unknown key" % (k, text.clean(sub, 32)))
     structural = [k for k in patch if k in _STRUCTURAL]
     if structural and _busy(app.hall):
         raise Rejected("busy", "people waiting or being served; change %s after hours" % ",".join(structural))
-    errors = None
-    store.write_json(app.root + "/config.json", merged)
-    restart = [k for k in patch if k not in _LIVE]
-    if not restart:
-        from firmware import texts
-        full = cfgmod.normalise(merged)
-        merged = current = None
-        texts.write(full, app.root)
-        app.cfg = texts.compact(full)
-        full = None
-        r = app.cfg["rating"]
-        for pad in app.pads.values():
-            pad.configure(r["window_s"], r["reason_window_s"], r["codes"])
-    app.emit("config.applied", {"keys": sorted(patch.keys()), "restart": bool(restart)})
-    if restart:
-        app.restart_pending = True
-    return {"applied": sorted(patch.keys()), "restart": bool(restart)}
+    if store.exists(app.root + "/config.next.json"):
+        raise Rejected("busy", "another config change is being applied")
+    store.write_json(app.root + "/config.next.json", {"id": cid, "patch": patch})
+    app.restart_pending = True
+    return _LATER

@@ -4,6 +4,8 @@ validate(cfg) returns a list of (json_path, message); an empty list means the fi
 accepts the config. normalise(cfg) fills defaults so the rest of the firmware can index
 keys without guessing. Runs under CPython and MicroPython.
 """
+from firmware.config_keys import KEYS as _KEYS
+
 
 ROLES = ("all",)  # 'kiosk' / 'counter' split is planned; refused clearly until then
 DEFAULT_REASONS = (
@@ -51,24 +53,6 @@ def _hhmm(v):
     if 0 <= h <= 24 and 0 <= m < 60 and h * 60 + m <= 1440:
         return h * 60 + m
     return None
-
-
-# Every key the firmware reads, per object; anything else is a typo or a misunderstanding
-# and is reported (keys starting with "_" are free for comments).
-_KEYS = {
-    "": ("version", "site", "device", "role", "key", "hall", "languages", "tz_offset_min",
-         "day_reset_hour", "heartbeat_s", "voice", "services", "counters", "queue", "rating",
-         "printer", "broker", "outbox", "commands", "wifi", "board", "ntp"),
-    "service": ("code", "prefix", "name", "hours", "daily_limit", "target_min", "avg_service_s"),
-    "counter": ("id", "name", "services", "staff"),
-    "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep", "next_guard_s"),
-    "rating": ("window_s", "reason_window_s", "reasons"),
-    "printer": ("cols", "notice", "qr_prefix", "settle_ms"),
-    "broker": ("host", "port", "keepalive", "tls", "ca", "server_name", "user", "password"),
-    "outbox": ("max_kb",),
-    "commands": ("window_s",),
-    "wifi": ("ssid", "password", "hostname"),
-}
 
 
 class _Checker:
@@ -185,7 +169,31 @@ def validate(cfg):
     codes = _check_services(c, cfg, langs)
     _check_counters(c, cfg, langs, codes)
     _check_sections(c, cfg, langs)
+    if not c.errors:
+        need = ram_needed(cfg)
+        if need > RAM_FOR_HALL:
+            c.err("services", "this hall needs about %d KiB for its queues (%d services x queue.max_waiting, "
+                  "%d counters, outbox.max_kb); the terminal has %d KiB for them: use fewer services or "
+                  "counters, or a smaller queue.max_waiting" % (need // 1024, len(cfg["services"]),
+                                                                len(cfg["counters"]), RAM_FOR_HALL // 1024))
     return c.errors
+
+
+# Heap that the parts of the state which grow with the configuration may take (rings,
+# counters, rating pads, outbox segment list) next to the firmware in a 96 KiB heap;
+# every configuration the validator accepts is run within the budget (tests/e2e/test_memory.py).
+RAM_FOR_HALL = 12 * 1024
+
+
+def ram_needed(cfg):
+    """Bytes of heap the hall's queues, counters and outbox index take for cfg (measured on
+    the 64-bit unix port: 8 bytes a waiting ticket plus the objects around them)."""
+    q = cfg.get("queue") or {}
+    waiting = q.get("max_waiting", DEFAULTS["queue"]["max_waiting"])
+    skipped = q.get("skipped_keep", DEFAULTS["queue"]["skipped_keep"])
+    kb = (cfg.get("outbox") or {}).get("max_kb", DEFAULTS["outbox"]["max_kb"])
+    return (len(cfg["services"]) * (8 * waiting + 400) + len(cfg["counters"]) * 700
+            + 8 * skipped + (kb // 16 + 1) * 120)
 
 
 def _topic_safe(s):
@@ -321,7 +329,7 @@ def _check_sections(c, cfg, langs):
                 c.typed(b, k, "broker.", "text")
     o = c.typed(cfg, "outbox", "", "object", required=False)
     if o is not None:
-        c.int_range(o, "max_kb", "outbox.", 16, 4096)
+        c.int_range(o, "max_kb", "outbox.", 16, 1024)
     cm = c.typed(cfg, "commands", "", "object", required=False)
     if cm is not None:
         c.int_range(cm, "window_s", "commands.", 10, 3600)
@@ -335,8 +343,10 @@ def _check_sections(c, cfg, langs):
             c.typed(w, "hostname", "wifi.", "text", required=False)
     if "ntp" in cfg:
         ntp = c.typed(cfg, "ntp", "", "text")
-        if ntp is not None and not _ipv4(ntp):
-            c.err("ntp", "expected the NTP server's IPv4 address (a name lookup would block the terminal)")
+        host, _, port = (ntp or "").partition(":")
+        if ntp is not None and (not _ipv4(host) or (port and not (port.isdigit() and 0 < int(port) < 65536))):
+            c.err("ntp", "expected the NTP server's IPv4 address, optionally with :port "
+                  "(a name lookup would block the terminal)")
 
 
 def _signed_text(s, limit=64):
@@ -388,3 +398,49 @@ def normalise(cfg):
 def describe(errors):
     """Errors as text lines a technician can act on."""
     return ["%s: %s" % (p, m) for p, m in errors]
+
+
+# A config.set (firmware/commands.py) is checked and applied at the next boot, in a fresh
+# heap: a serving terminal has no room for a second copy of the config plus this validator.
+PENDING = "/config.next.json"      # {"id": command id, "patch": {...}}
+RESULT = "/config.result.json"     # the outcome, until the app has announced and answered it
+
+
+def apply_pending(root):
+    """Merge a pending config.set into <root>/config.json if the result validates; record the
+    outcome in <root>/config.result.json. Returns the outcome dict or None."""
+    from firmware import store
+    try:
+        pending = store.read_json(root + PENDING)
+    except ValueError:
+        pending = {}
+    if pending is None:
+        return None
+    cid = pending.get("id") if isinstance(pending, dict) else None
+    patch = pending.get("patch") if isinstance(pending, dict) else None
+    out = {"id": cid, "ok": False, "error": "bad_config"}
+    try:
+        current = store.read_json(root + "/config.json")
+    except ValueError:
+        current = None
+    if not isinstance(patch, dict) or not isinstance(current, dict):
+        out["detail"] = "pending change or stored config unreadable"
+    else:
+        merged = dict(current)
+        for k, v in patch.items():
+            if isinstance(v, dict) and isinstance(current.get(k), dict):
+                m = dict(current[k])
+                m.update(v)
+                merged[k] = m
+            else:
+                merged[k] = v
+        current = None
+        errors = validate(merged)
+        if errors:
+            out["detail"] = "; ".join(describe(errors))[:200]
+        else:
+            store.write_json(root + "/config.json", merged)
+            out = {"id": cid, "ok": True, "keys": sorted(patch.keys())}
+    store.write_json(root + RESULT, out)
+    store.remove(root + PENDING)
+    return out

@@ -102,6 +102,29 @@ def recover(app):
     return replayed
 
 
+def config_outcome(app):
+    """After a config.set was applied or refused at this boot (firmware/config.py): announce it
+    (config.applied or command.rejected) once, and return the reply the backend still waits for."""
+    path = app.root + "/config.result.json"
+    res = _read_json(path)
+    if not isinstance(res, dict):
+        return None
+    cid = res.get("id")
+    if not res.get("announced"):
+        if res.get("ok"):
+            app.emit("config.applied", {"keys": res.get("keys") or [], "restart": True})
+        else:
+            from firmware import text
+            app.emit("command.rejected", {"id": text.clean(cid, 64) if isinstance(cid, str) else None,
+                                          "op": "config.set", "reason": res.get("error") or "bad_config",
+                                          "detail": text.clean(res.get("detail") or "", 200)})
+        res["announced"] = True
+        store.write_json(path, res)     # a power cut now must not announce it twice
+    if res.get("ok"):
+        return {"id": cid, "ok": True, "result": {"applied": res.get("keys"), "restart": True}}
+    return {"id": cid, "ok": False, "error": res.get("error"), "detail": res.get("detail")}
+
+
 def _read_json(path):
     try:
         return store.read_json(path)

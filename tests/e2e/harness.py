@@ -127,6 +127,20 @@ class Sim:
             time.sleep(0.05)
         raise AssertionError("outbox not drained: %r" % (self.status(),))
 
+    def reconnect(self, timeout=20):
+        """Open the control port again after the device restarted itself (a config.set); the
+        process, its PID and the port stay the same."""
+        self._close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self.connect(timeout=deadline - time.time())
+            try:
+                return self.status()
+            except (RuntimeError, OSError, ValueError):   # the old instance was still closing
+                self._close()
+                time.sleep(0.1)
+        raise RuntimeError("simulator did not come back:\n" + self.output())
+
     def kill(self):
         """Power cut: SIGKILL, no goodbye."""
         self._close()
