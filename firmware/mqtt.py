@@ -4,12 +4,17 @@ The top half is a pure codec (no socket, no asyncio) that also runs under CPytho
 can be unit tested anywhere. The bottom half is MQTTClient, which runs under MicroPython's
 asyncio (unix port and ESP32).
 
-Why not umqtt.simple: it blocks the event loop and waits for each PUBACK in turn.
-Here up to `window` QoS 1 messages are on the wire at once, acknowledged in order.
+Why not umqtt.simple: it blocks the event loop while it waits, and it waits for each
+PUBACK in turn. On loopback that costs little (its ~20 msg/s there is Nagle's algorithm
+meeting the broker's delayed ACK, not the waiting); on a network every message costs a
+round trip. Here up to `window` QoS 1 messages are on the wire at once, acknowledged in
+order, each packet one write, with TCP_NODELAY (bench/bench_mqtt.py).
 
 Failure behaviour: any socket error, malformed packet or silent broker (nothing received
 for 1.5 x keepalive) closes the connection; run() reconnects with capped exponential
-backoff and jitter. Unacknowledged QoS 1 messages stay in memory and are re-sent first,
+backoff and jitter. last_error says why, in words for the status display: link down,
+no route, refused, timeout, closed, CONNACK 1-5, which TLS check failed, malformed
+packet (see _WHY). It holds the latest failure and is cleared by an accepted CONNACK. Unacknowledged QoS 1 messages stay in memory and are re-sent first,
 in their original order, with DUP=1 and the same packet id. QoS 0 messages not yet
 written when the connection drops are discarded.
 
@@ -60,7 +65,7 @@ def _bytes(s):
 def remaining_length_size(n):
     """Bytes the remaining-length varint of n takes."""
     if n < 0 or n > _MAX_REMAINING:
-        raise ValueError("packet too large")
+        raise ValueError("too large")
     if n < 128:
         return 1
     if n < 16384:
@@ -100,13 +105,13 @@ def decode_remaining_length(buf, off, end):
         if not b & 0x80:
             return value, off + i + 1
         shift += 7
-    raise ValueError("remaining length over 4 bytes")
+    raise ValueError("varint")
 
 
 def _put_str(buf, off, s):
     n = len(s)
     if n > 65535:
-        raise ValueError("string over 65535 bytes")
+        raise ValueError("too long")
     buf[off] = n >> 8
     buf[off + 1] = n & 0xFF
     buf[off + 2:off + 2 + n] = s
@@ -140,12 +145,12 @@ def encode_connect(client_id, keepalive=30, clean_session=True, user=None, passw
         rl += 2 + len(user)
     if password is not None:
         if user is None:
-            raise ValueError("password needs a user name")  # MQTT 3.1.1 section 3.1.2.9
+            raise ValueError("no user")  # a password needs a user name (3.1.1 section 3.1.2.9)
         password = _bytes(password)
         flags |= 0x40
         rl += 2 + len(password)
     if not 0 <= keepalive <= 65535:
-        raise ValueError("bad keepalive")
+        raise ValueError("keepalive")
     pkt, off = _new_packet(CONNECT, rl)
     off = _put_str(pkt, off, b"MQTT")
     pkt[off] = 4  # protocol level 3.1.1
@@ -169,9 +174,9 @@ def encode_publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
     payload = _bytes(payload)
     if qos not in (0, 1, 2) or not topic or b"+" in topic or b"#" in topic or b"\0" in topic:
         # A broker disconnects on these; a re-send would loop forever.
-        raise ValueError("bad publish")
+        raise ValueError("bad topic")
     if qos and not 0 < pid < 65536:
-        raise ValueError("bad packet id")
+        raise ValueError("bad pid")
     rl = 2 + len(topic) + (2 if qos else 0) + len(payload)
     pkt, off = _new_packet(PUBLISH | (qos << 1) | (1 if retain else 0) | (_DUP if dup else 0), rl)
     off = _put_str(pkt, off, topic)
@@ -183,15 +188,10 @@ def encode_publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
     return pkt
 
 
-def set_dup(pkt):
-    """Mark a stored PUBLISH as a re-delivery."""
-    pkt[0] |= _DUP
-
-
 def encode_subscribe(pid, subs):
     """SUBSCRIBE for [(topic filter, qos), ...] in one packet."""
     if not subs or not 0 < pid < 65536:
-        raise ValueError("bad subscribe")
+        raise ValueError("bad sub")
     rl = 2
     for t, q in subs:
         rl += 3 + len(_bytes(t))
@@ -219,33 +219,12 @@ def encode_puback(pid, buf=None):
     return buf
 
 
-def _check_first(first, rl):
-    """Only what a broker may send a client, with the reserved flags and lengths of 3.1.1."""
-    kind = first & 0xF0
-    if kind == PUBLISH:
-        if (first >> 1) & 3 == 3:
-            raise ValueError("publish qos 3")
-        return
-    if first == CONNACK or first == PUBACK or first == UNSUBACK:
-        if rl != 2:
-            raise ValueError("bad ack length")
-        return
-    if first == SUBACK:
-        if rl < 3:
-            raise ValueError("bad suback length")
-        return
-    if first == PINGRESP:
-        if rl != 0:
-            raise ValueError("bad pingresp length")
-        return
-    raise ValueError("unexpected packet 0x%02x" % first)
-
-
 def parse_header(buf, off, end):
     """Fixed header at buf[off:end] -> (first byte, header length, remaining length).
 
     None if the header is not complete yet. Raises ValueError when the packet is
-    malformed or not one a broker may send to a client.
+    malformed or not one a broker may send to a client (reserved flags and lengths
+    of 3.1.1).
     """
     if end - off < 2:
         return None
@@ -253,14 +232,28 @@ def parse_header(buf, off, end):
     if r is None:
         return None
     first = buf[off]
-    _check_first(first, r[0])
-    return first, r[1] - off, r[0]
+    rl = r[0]
+    if first & 0xF0 == PUBLISH:
+        if (first >> 1) & 3 == 3:
+            raise ValueError("qos 3")
+    elif first == CONNACK or first == PUBACK or first == UNSUBACK:
+        if rl != 2:
+            raise ValueError("ack length")
+    elif first == SUBACK:
+        if rl < 3:
+            raise ValueError("suback len")
+    elif first == PINGRESP:
+        if rl:
+            raise ValueError("pingresp")
+    else:
+        raise ValueError("0x%02x" % first)
+    return first, r[1] - off, rl
 
 
 def decode_connack(buf, off, end):
     """CONNACK body -> (session_present, return_code)."""
     if end - off != 2 or buf[off] & 0xFE:
-        raise ValueError("bad connack")
+        raise ValueError("connack")
     return bool(buf[off] & 1), buf[off + 1]
 
 
@@ -270,7 +263,7 @@ def decode_ack(buf, off, end):
         raise ValueError("bad ack")
     pid = (buf[off] << 8) | buf[off + 1]
     if not pid:
-        raise ValueError("packet id 0")
+        raise ValueError("pid 0")
     return pid
 
 
@@ -281,7 +274,7 @@ def decode_suback(buf, off, end):
     for i in range(off + 2, end):
         c = buf[i]
         if c > 2 and c != 0x80:
-            raise ValueError("bad suback code")
+            raise ValueError("suback rc")
     return (buf[off] << 8) | buf[off + 1], off + 2
 
 
@@ -289,20 +282,20 @@ def decode_publish(first, buf, off, end):
     """PUBLISH body -> (topic str, qos, packet id or 0, payload offset)."""
     qos = (first >> 1) & 3
     if end - off < 2:
-        raise ValueError("short publish")
+        raise ValueError("short pub")
     n = (buf[off] << 8) | buf[off + 1]
     t_end = off + 2 + n
     if not n or t_end + (2 if qos else 0) > end:
-        raise ValueError("bad topic length")
+        raise ValueError("topic len")
     try:
         topic = str(memoryview(buf)[off + 2:t_end], "utf-8")
     except UnicodeError:
-        raise ValueError("topic not utf-8")
+        raise ValueError("topic utf8")
     pid = 0
     if qos:
         pid = (buf[t_end] << 8) | buf[t_end + 1]
         if not pid:
-            raise ValueError("packet id 0")
+            raise ValueError("pid 0")
         t_end += 2
     return topic, qos, pid, t_end
 
@@ -321,9 +314,6 @@ class RxBuffer:
         self.start = 0
         self.end = 0
         self.skip = 0
-
-    def reset(self):
-        self.start = self.end = self.skip = 0
 
     def space(self):
         """Where the next read goes (never empty)."""
@@ -387,6 +377,53 @@ _CONNECT_TIMEOUT_MS = const(10000)
 _ACK_RING = const(8)      # inbound QoS 1 PUBACKs waiting for the writer
 _CLOSE_WAIT_MS = const(2000)
 
+# Why the last attempt or connection failed, in words a technician can act on: line i of
+# one string (a single object on the heap; one string per reason would cost ~40 B each).
+# last_error is "<line> (<raw code>)" where there is a raw code (errno, mbedTLS code, text).
+_LINK = const(0)
+_UNREACHABLE = const(1)
+_REFUSED = const(2)
+_TIMEOUT = const(3)
+_SILENT = const(4)
+_CLOSED = const(5)
+_EARLY = const(6)
+_CONNACK = const(6)       # + return code 1..5
+_TLS_CA = const(12)       # 12..15: the certificate checks _fail() recognises
+_TLS_VERIFY = const(16)
+_TLS_HANDSHAKE = const(17)
+_PROTOCOL = const(18)
+_OTHER = const(19)
+_WHY = ("no network (link down)\n"
+        "no route to the broker\n"
+        "TCP connection refused: broker not listening on that port\n"
+        "timeout: no answer from the broker\n"
+        "broker stopped answering (keepalive timeout)\n"
+        "connection closed by the broker\n"
+        "closed by the broker before CONNACK: a TLS port? (broker.tls)\n"
+        "refused: unacceptable protocol version (CONNACK 1)\n"
+        "refused: client id rejected (CONNACK 2)\n"
+        "refused: server unavailable (CONNACK 3)\n"
+        "refused: bad user name or password (CONNACK 4)\n"
+        "refused: not authorised, check broker.user and password (CONNACK 5)\n"
+        "TLS: unknown CA, certificate not signed by broker.ca\n"
+        "TLS: name mismatch, certificate not for broker.server_name\n"
+        "TLS: certificate expired (or the device clock is wrong)\n"
+        "TLS: certificate not yet valid (or the device clock is wrong)\n"
+        "TLS: certificate rejected (verify failed)\n"
+        "TLS: handshake failed\n"
+        "protocol error: malformed packet from the broker\n"
+        "error")
+
+
+def _text(i, raw=None):
+    """Line i of _WHY, with the raw code in parentheses."""
+    a = 0
+    for _ in range(i):
+        a = _WHY.find("\n", a) + 1
+    b = _WHY.find("\n", a)
+    w = _WHY[a:b] if b > 0 else _WHY[a:]
+    return w if raw is None else "%s (%s)" % (w, raw)
+
 
 class MQTTClient:
     """One broker connection, kept up by run(); publish() is safe from any task.
@@ -420,7 +457,9 @@ class MQTTClient:
         self.backoff_min_ms = backoff_min_ms
         self.backoff_max_ms = backoff_max_ms
         self.enabled = True       # False: stay offline (network link down), no reconnect
-        self.last_error = None    # why the last attempt or connection failed (status display)
+        # Words for why the latest attempt or connection failed (status "mqtt_error");
+        # None once a CONNACK accepted us: connected() and no error is the healthy state.
+        self.last_error = None
         self.session_present = False
         self.granted = b""        # SUBACK return codes of the last subscribe
         self.connects = 0
@@ -501,11 +540,13 @@ class MQTTClient:
             t = ticks_ms()
             while self._bye == 1 and self._up and ticks_diff(ticks_ms(), t) < _CLOSE_WAIT_MS:
                 await asyncio.sleep_ms(10)
-        self._teardown(None)
+        self._teardown()
 
     def drop(self):
         """Close abruptly, no DISCONNECT, so the broker publishes the will."""
-        self._teardown(OSError(104))  # ECONNRESET
+        self._teardown()
+        if not self.enabled:
+            self.last_error = _text(_LINK)
 
     async def run(self):
         """Connect and stay connected until disconnect(); never raises on network errors."""
@@ -513,6 +554,8 @@ class MQTTClient:
         delay = self.backoff_min_ms
         while self._running:
             if not self.enabled:
+                if self.last_error is None:
+                    self.last_error = _text(_LINK)  # down since boot
                 await asyncio.sleep_ms(100)
                 continue
             self._lost.clear()
@@ -523,7 +566,7 @@ class MQTTClient:
             tasks[0] = asyncio.create_task(self._session(self._gen))
             tasks[2] = asyncio.create_task(self._watchdog(self._gen))
             await self._lost.wait()
-            self._teardown(None)
+            self._teardown()
             if not self._running:
                 break
             if self._reached:
@@ -538,10 +581,48 @@ class MQTTClient:
 
     # --- connection tasks -----------------------------------------------------------------
 
-    def _fail(self, gen, err):
-        if gen == self._gen and not self._lost.is_set():
-            self.last_error = err
-            self._lost.set()
+    def _fail(self, gen, e):
+        """End this connection; e is an exception, or a line of _WHY."""
+        if gen != self._gen or self._lost.is_set():
+            return
+        self._lost.set()
+        if self._bye:
+            return  # disconnect() asked for the close: no failure
+        raw = None
+        if isinstance(e, int):
+            i = e
+        else:
+            a = e.args
+            c = a[0] if a else None
+            if isinstance(c, str) and c[:1] == "\n":
+                # mbedTLS names the failed certificate checks only as text, one line each
+                # (starting with a newline); these words pick the line of _WHY, first wins.
+                i = _TLS_VERIFY
+                for k, w in enumerate(("trusted CA", "(CN)", "expired", "future")):
+                    if w in c:
+                        i = _TLS_CA + k
+                        break
+                if i == _TLS_VERIFY:
+                    raw = c.strip().split("\n")[0]
+            elif isinstance(e, ValueError):
+                i, raw = _PROTOCOL, c
+            elif not isinstance(c, int):
+                i, raw = _OTHER, repr(e)
+            elif c < 0:                                  # an mbedTLS error code
+                i = _TLS_VERIFY if c == -0x2700 else _TLS_HANDSHAKE
+                raw = "-0x%x %s" % (-c, a[1]) if len(a) > 1 else "-0x%x" % -c
+            else:
+                if c in (0, 32, 103, 104):                # closed (reset) by the other end
+                    i = (_CLOSED if self._reached else _EARLY if self.ssl_context is None
+                         else _TLS_HANDSHAKE)
+                else:
+                    i = (_REFUSED if c == 111 else _TIMEOUT if c == 110
+                         else _UNREACHABLE if c in (100, 101, 113) else _OTHER)
+                raw = "errno %d" % c if c else None
+        try:
+            self.last_error = _text(i, raw if raw is None else str(raw)[:60])
+        except MemoryError:
+            self.last_error = None
 
     async def _session(self, gen):
         """Open, CONNECT, wait for CONNACK, subscribe, then be the reader."""
@@ -550,6 +631,12 @@ class MQTTClient:
             ai = socket.getaddrinfo(self.server, self.port, 0, socket.SOCK_STREAM)[0]
             s = socket.socket(ai[0], ai[1], ai[2])
             self._sock = s
+            try:
+                # TCP_NODELAY (Linux and lwIP numbers): every write is a whole packet, so
+                # Nagle could only hold an event back behind an unacknowledged `state`.
+                s.setsockopt(6, 1, 1)
+            except OSError:
+                pass
             s.setblocking(False)
             try:
                 s.connect(ai[-1])
@@ -573,7 +660,7 @@ class MQTTClient:
                 self._tls = s
             # MicroPython's asyncio Stream is both reader and writer around a socket.
             r = w = asyncio.StreamWriter(s)
-            self._rx.reset()
+            self._rx.start = self._rx.end = self._rx.skip = 0
             w.write(encode_connect(self.client_id, self.keepalive, self.clean_session,
                                    self.user, self.password, self.will))
             await w.drain()
@@ -581,10 +668,12 @@ class MQTTClient:
             if p is None:
                 return
             if p[0] != CONNACK:
-                raise ValueError("expected CONNACK")
+                raise ValueError("no connack")
             sp, rc = decode_connack(self._rx.buf, p[1], p[2])
             if rc:
-                raise OSError("connection refused, code %d" % rc)
+                if rc > 5:
+                    raise ValueError("connack %d" % rc)
+                return self._fail(gen, _CONNACK + rc)
             self.session_present = sp
             self.last_error = None
             self.connects += 1
@@ -618,7 +707,7 @@ class MQTTClient:
             if n is None:
                 continue  # TLS record not complete yet
             if not n:
-                raise OSError("closed by broker")
+                raise OSError(0)  # end of stream: the broker closed the connection
             rx.got(n)
             self._last_rx = ticks_ms()
 
@@ -629,7 +718,7 @@ class MQTTClient:
         if kind == PUBLISH:
             topic, qos, pid, poff = decode_publish(first, buf, off, end)
             if qos == 2:
-                raise ValueError("qos 2 publish")  # never subscribed with qos 2
+                raise ValueError("qos 2")  # never subscribed with qos 2
             # A message larger than the receive buffer is dropped, but its topic is passed
             # with payload None so the application can answer the sender.
             self._call(self.on_message, topic, bytes(self._rx.mv[poff:end]) if complete else None)
@@ -643,26 +732,24 @@ class MQTTClient:
                 self._ack_n += 1
                 self._kick.set()
         elif kind == PUBACK:
-            self._puback(decode_ack(buf, off, end))
+            pid = decode_ack(buf, off, end)
+            pids = self._fl_pid
+            for i in range(min(self._sent, len(pids))):
+                if pids[i] == pid:
+                    del pids[i]
+                    del self._fl_pkt[i]
+                    self._sent -= 1
+                    self._room.set()
+                    self._call(self.on_ack, pid)
+                    break
+            # Not found: a late ack of a re-sent message. Ignore.
         elif kind == SUBACK:
             pid, coff = decode_suback(buf, off, end)
             if pid == self._sub_pid:
                 self.granted = bytes(buf[coff:end])
         elif kind == CONNACK:
-            raise ValueError("second CONNACK")
+            raise ValueError("connack x2")
         # PINGRESP and UNSUBACK only prove the broker is alive (_last_rx).
-
-    def _puback(self, pid):
-        pids = self._fl_pid
-        for i in range(min(self._sent, len(pids))):
-            if pids[i] == pid:
-                del pids[i]
-                del self._fl_pkt[i]
-                self._sent -= 1
-                self._room.set()
-                self._call(self.on_ack, pid)
-                return
-        # An id we are not waiting for: a late ack of a re-sent message. Ignore.
 
     async def _writer(self, w, gen):
         """The only task that writes after CONNECT: one packet, drained, at a time.
@@ -716,13 +803,13 @@ class MQTTClient:
                 now = ticks_ms()
                 if not self._up:
                     if ticks_diff(now, self._t0) >= _CONNECT_TIMEOUT_MS:
-                        raise OSError("connect timeout")
+                        return self._fail(gen, _TIMEOUT)
                     continue
                 if not ka:
                     continue
                 rx_idle = ticks_diff(now, self._last_rx)
                 if rx_idle >= ka * 3 // 2:
-                    raise OSError("broker silent")
+                    return self._fail(gen, _SILENT)
                 if ((ticks_diff(now, self._last_tx) >= ka or rx_idle >= ka)
                         and ticks_diff(now, self._last_ping) >= ka // 2):
                     self._last_ping = now
@@ -733,7 +820,7 @@ class MQTTClient:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _teardown(self, err):
+    def _teardown(self):
         """Cancel our tasks, close the socket, keep unacked messages for the re-send."""
         self._gen += 1
         try:
@@ -753,10 +840,8 @@ class MQTTClient:
                 except Exception:
                     pass
         self._sock = self._tls = None
-        if err is not None and self.last_error is None:
-            self.last_error = err
         for i in range(self._sent):
-            set_dup(self._fl_pkt[i])
+            self._fl_pkt[i][0] |= _DUP  # a re-delivery
         self._sent = 0
         del self._q0[:]
         self._ack_n = 0

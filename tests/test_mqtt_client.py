@@ -122,9 +122,11 @@ def test_link_down_drop_fires_will_and_pauses_reconnect(fw_dir):
             dev.wait_line("BYE", 20)
             out = dev.output().split("\n")
             assert "DROPPED False" in out
+            assert "WHY no network (link down)" in out  # what status shows as mqtt_error
             assert "REFUSED_WHILE_DOWN" in out
             assert "STILL_DOWN 1" in out
             assert "UP 2" in out
+            assert "WHY_UP None" in out  # connected again: the error is cleared
             dev.wait_exit()
             sub.wait_for(lambda ln: ln.endswith("online again"))
             # drop() is abrupt, so the broker published the will between the two.
@@ -251,14 +253,43 @@ def pki():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def dated_cert(pki, name, start, end):
+    """pki/<name>.pem: the 'localhost' server certificate, valid only from start to end
+    (YYYYMMDDHHMMSSZ), signed by the test CA (openssl ca sets both dates)."""
+    db = os.path.join(pki, "db-" + name)
+    os.mkdir(db)
+    open(os.path.join(db, "index.txt"), "w").close()
+    with open(os.path.join(db, "serial"), "w") as f:
+        f.write("%04X\n" % (4096 + len(os.listdir(pki))))
+    cnf = os.path.join(db, "ca.cnf")
+    with open(cnf, "w") as f:
+        f.write("[ca]\ndefault_ca = d\n[d]\ndatabase = %s/index.txt\nnew_certs_dir = %s\n"
+                "serial = %s/serial\ndefault_md = sha256\npolicy = p\nunique_subject = no\n"
+                "[p]\ncommonName = supplied\n[ext]\nsubjectAltName = DNS:localhost\n" % (db, db, db))
+    subprocess.run(["openssl", "ca", "-batch", "-config", cnf, "-cert", "ca.pem", "-keyfile", "ca.key",
+                    "-in", "server.csr", "-out", name + ".pem", "-startdate", start, "-enddate", end,
+                    "-extensions", "ext"], cwd=pki, check=True, capture_output=True)
+    os.chmod(os.path.join(pki, name + ".pem"), 0o644)
+
+
 @pytest.fixture
 def tls_broker(pki):
-    tls_port = free_port()
-    conf = "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n" % (
-        tls_port, os.path.join(pki, "ca.pem"), os.path.join(pki, "server.pem"),
-        os.path.join(pki, "server.key"))
+    """TLS listeners: a good certificate, an expired one, one not valid yet, and one that
+    wants a client certificate (the handshake fails)."""
+    if not os.path.exists(os.path.join(pki, "expired.pem")):
+        dated_cert(pki, "expired", "20200101000000Z", "20200201000000Z")
+        dated_cert(pki, "future", "20400101000000Z", "20400201000000Z")
+    ports = {}
+    conf = ""
+    for name, cert, extra in (("tls", "server", ""), ("expired", "expired", ""),
+                              ("future", "future", ""), ("clientcert", "server", "require_certificate true\n")):
+        ports[name] = free_port()
+        conf += "listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n%s" % (
+            ports[name], os.path.join(pki, "ca.pem"), os.path.join(pki, cert + ".pem"),
+            os.path.join(pki, "server.key"), extra)
     with Broker(extra_conf=conf) as b:
-        b.tls_port = tls_port
+        b.tls_port = ports["tls"]
+        b.ports = ports
         yield b
 
 
@@ -293,15 +324,24 @@ def test_tls_subscription_burst(fw_dir, pki, tls_broker):
         dev.kill()
 
 
-@pytest.mark.parametrize("ca,host", [("other.der", "localhost"), ("ca.der", "not-this-host")],
-                         ids=["wrong-ca", "wrong-name"])
-def test_tls_refused_without_trust(fw_dir, pki, tls_broker, ca, host):
+TLS_REFUSALS = [  # listener, CA file, server name, the words of last_error
+    ("tls", "other.der", "localhost", "'TLS: unknown CA, certificate not signed by broker.ca'"),
+    ("tls", "ca.der", "not-this-host", "'TLS: name mismatch, certificate not for broker.server_name'"),
+    ("expired", "ca.der", "localhost", "'TLS: certificate expired (or the device clock is wrong)'"),
+    ("future", "ca.der", "localhost", "'TLS: certificate not yet valid (or the device clock is wrong)'"),
+    ("clientcert", "ca.der", "localhost", "'TLS: handshake failed (errno "),
+]
+
+
+@pytest.mark.parametrize("listener,ca,host,words", TLS_REFUSALS,
+                         ids=["wrong-ca", "wrong-name", "expired", "not-yet-valid", "handshake"])
+def test_tls_refused_without_trust(fw_dir, pki, tls_broker, listener, ca, host, words):
     sub = Subscriber(tls_broker.port, "qterm/test/#")
-    dev = Device(fw_dir, "publish_n.py", port=tls_broker.tls_port, n=1,
+    dev = Device(fw_dir, "publish_n.py", port=tls_broker.ports[listener], n=1,
                  ca=os.path.join(pki, ca), host=host, expect_fail=1, bmin=20, bmax=40)
     try:
         line = dev.wait_line("NOTCONNECTED", 15)
-        assert "certificate" in line.lower(), line
+        assert line.startswith("NOTCONNECTED " + words), line
         dev.wait_exit()
         assert "UP" not in dev.output()
         # Many refused handshakes in 3 s, yet no socket left open (stdio + one listing).
@@ -384,10 +424,72 @@ def _pid(body):
     return (body[2 + n] << 8) | body[3 + n]
 
 
+def test_bad_password_gets_connack_words(fw_dir):
+    """mosquitto answers a wrong password with CONNACK 5 (not authorised), not 4."""
+    d = tempfile.mkdtemp(prefix="qterm-passwd-")
+    try:
+        os.chmod(d, 0o755)
+        pw = os.path.join(d, "passwd")
+        subprocess.run(["mosquitto_passwd", "-b", "-c", pw, "term01", "s3cret"], check=True, capture_output=True)
+        os.chmod(pw, 0o644)
+        port = free_port()
+        with Broker(extra_conf="listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s\n" % (port, pw),
+                    global_conf="per_listener_settings true\n"):
+            dev = Device(fw_dir, "publish_n.py", port=port, user="term01", password="guess",
+                         expect_fail=1, bmin=20, bmax=40)
+            try:
+                line = dev.wait_line("NOTCONNECTED", 15)
+                assert line == ("NOTCONNECTED 'refused: not authorised, check broker.user and password "
+                                "(CONNACK 5)'"), line
+                dev.wait_exit()
+            finally:
+                dev.kill()
+            dev = Device(fw_dir, "publish_n.py", port=port, user="term01", password="s3cret", n=1)
+            try:
+                dev.wait_exit()  # the right password: connected, no error ever
+                assert "ACKED 1" in dev.output() and "WHY" not in dev.output()
+            finally:
+                dev.kill()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_failure_words_for_each_cause(fw_dir):
+    """The words of last_error for causes hard to make for real (timeouts, unreachable,
+    mbedTLS without its texts), fed to the client's failure path."""
+    out = subprocess.run([MICROPYTHON, "-X", "heapsize=96K", os.path.join(SCENARIOS, "why.py"), fw_dir],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    got = dict(ln.split(" ", 2)[1:] for ln in out.stdout.splitlines() if ln.startswith("CASE"))
+    assert got == {
+        "etimedout": "timeout: no answer from the broker (errno 110)",
+        "ehostunreach": "no route to the broker (errno 113)",
+        "enetunreach": "no route to the broker (errno 101)",
+        "econnrefused": "TCP connection refused: broker not listening on that port (errno 111)",
+        "reset_after_connack": "connection closed by the broker (errno 104)",
+        "eof_after_connack": "connection closed by the broker",
+        "reset_before_connack": "closed by the broker before CONNACK: a TLS port? (broker.tls) (errno 104)",
+        "tls_reset_in_handshake": "TLS: handshake failed (errno 104)",
+        "verify_failed_no_text": "TLS: certificate rejected (verify failed) (-0x2700)",
+        "fatal_alert": "TLS: handshake failed (-0x7780 MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)",
+        "two_checks": "TLS: unknown CA, certificate not signed by broker.ca",
+        "other_check": "TLS: certificate rejected (verify failed) (Usage does not match the keyUsage extension)",
+        "codec": "protocol error: malformed packet from the broker (ack length)",
+        "memory": "error (MemoryError())",
+        "enomem": "error (errno 12)",
+        "connack1": "refused: unacceptable protocol version (CONNACK 1)",
+        "connack2": "refused: client id rejected (CONNACK 2)",
+        "connack3": "refused: server unavailable (CONNACK 3)",
+        "connack4": "refused: bad user name or password (CONNACK 4)",
+        "connack5": "refused: not authorised, check broker.user and password (CONNACK 5)",
+    }
+
+
 def test_refused_connections_leave_no_socket_open(fw_dir):
     dev = Device(fw_dir, "publish_n.py", port=free_port(), expect_fail=1, bmin=20, bmax=40)
     try:
-        assert "111" in dev.wait_line("NOTCONNECTED")  # ECONNREFUSED, retried all along
+        line = dev.wait_line("NOTCONNECTED")  # ECONNREFUSED, retried all along
+        assert line == "NOTCONNECTED 'TCP connection refused: broker not listening on that port (errno 111)'"
         assert dev.wait_line("FDS") == "FDS 4"
         dev.wait_exit()
     finally:
@@ -431,6 +533,7 @@ def test_silent_broker_is_pinged_then_dropped(fw_dir):
         seen = c1.wait_closed()  # never answers, so the client must give up on us
         assert (mqtt.PINGREQ, b"") in seen
         assert time.time() - t0 < 1.5 * ka + 3
+        assert dev.wait_line("WHY ") == "WHY broker stopped answering (keepalive timeout)"
         c2 = fb.accept()  # ...and come back
         c2.handshake()
         assert dev.wait_line("UP 2")
@@ -463,10 +566,11 @@ def test_malformed_input_drops_connection_never_the_process(fw_dir):
             c.s.settimeout(5)
             c.wait_closed()
             c.close()
-        c = fb.accept()  # refused CONNACK (not authorised): retried too
-        c.handshake(b"\x20\x02\x00\x05")
-        c.wait_closed()
-        c.close()
+        for rc in (1, 2, 3, 4, 5, 6):  # refused CONNACKs (6 is no code of 3.1.1): retried too
+            c = fb.accept()
+            c.handshake(b"\x20\x02\x00" + bytes([rc]))
+            c.wait_closed()
+            c.close()
         c = fb.accept()  # finally a proper broker
         c.handshake()
         acked = set()
@@ -479,6 +583,25 @@ def test_malformed_input_drops_connection_never_the_process(fw_dir):
         assert dev.wait_line("ACKED").split()[1] == "3"
         dev.wait_exit()
         c.close()
+        why = [ln[4:] for ln in dev.output().splitlines() if ln.startswith("WHY ")]
+        # Each failure in turn (a short-lived "None" after a CONNACK may show between them),
+        # and once connected the error is cleared.
+        assert [w for w in why if w != "None"] == [
+            "protocol error: malformed packet from the broker (0xf0)",
+            "protocol error: malformed packet from the broker (varint)",
+            "protocol error: malformed packet from the broker (qos 3)",
+            "protocol error: malformed packet from the broker (topic utf8)",
+            "protocol error: malformed packet from the broker (topic len)",
+            "protocol error: malformed packet from the broker (ack length)",
+            "protocol error: malformed packet from the broker (pid 0)",
+            "protocol error: malformed packet from the broker (connack x2)",
+            "refused: unacceptable protocol version (CONNACK 1)",
+            "refused: client id rejected (CONNACK 2)",
+            "refused: server unavailable (CONNACK 3)",
+            "refused: bad user name or password (CONNACK 4)",
+            "refused: not authorised, check broker.user and password (CONNACK 5)",
+            "protocol error: malformed packet from the broker (connack 6)"], why
+        assert why[-1] == "None"
     finally:
         dev.kill()
         fb.close()

@@ -54,22 +54,36 @@ def test_events_flow_over_tls_with_password(pki, tls_broker):
         assert sim.press("ticket:A")["ok"]
         issued = wait_event(sub, "ticket.issued", timeout=15)
         assert issued["data"]["ticket"] == "A001"
-        assert sim.status()["connected"] is True
+        s = sim.status()
+        assert s["connected"] is True and s["mqtt_error"] is None  # the healthy state
     finally:
         sim.cleanup()
         sub.stop()
 
 
-@pytest.mark.parametrize("what", ["wrong CA", "wrong password", "wrong name"])
+REFUSALS = {  # what is wrong -> (config change, the words `status` shows as mqtt_error)
+    "wrong CA": ({"ca": "other.der"}, "TLS: unknown CA, certificate not signed by broker.ca"),
+    # mosquitto answers a wrong password with CONNACK 5 (not authorised), not 4
+    "wrong password": ({"password": "guess"},
+                       "refused: not authorised, check broker.user and password (CONNACK 5)"),
+    "wrong name": ({"server_name": "broker.example"},
+                   "TLS: name mismatch, certificate not for broker.server_name"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(REFUSALS))
 def test_untrusted_or_unauthorised_broker_gets_nothing(pki, tls_broker, what):
     sub = Subscriber(tls_broker.port, "qterm/#")
-    kw = {"wrong CA": {"ca": "other.der"}, "wrong password": {"password": "guess"},
-          "wrong name": {"server_name": "broker.example"}}[what]
+    kw, words = REFUSALS[what]
     sim = _sim(tls_broker, pki, **kw)
     try:
         assert sim.press("ticket:A")["ok"]  # the citizen is served regardless
-        time.sleep(3)
+        deadline = time.time() + 15
         s = sim.status()
+        while s["mqtt_error"] is None and time.time() < deadline:
+            time.sleep(0.1)
+            s = sim.status()
+        assert s["mqtt_error"] == words
         assert s["connected"] is False and s["outbox"] >= 1
         assert not [ln for ln in sub.lines() if "/evt/" in ln]
     finally:

@@ -1,6 +1,7 @@
 """The network link goes down and comes back: drop() + enabled, as the app does it.
 
-Prints ONLINE, DROPPED, STILL_DOWN (no reconnect while disabled), UP <connects>, ONLINE2, BYE.
+Prints ONLINE, DROPPED, WHY <last_error>, STILL_DOWN (no reconnect while disabled),
+UP <connects>, WHY_UP <last_error>, ONLINE2, BYE.
 """
 import sys
 
@@ -27,9 +28,10 @@ async def main():
         await asyncio.sleep_ms(10)
     await online(c, b"online")
     say("ONLINE")
+    c.enabled = False  # as the publisher does it: disable, then drop
     c.drop()
-    c.enabled = False
     say("DROPPED", c.connected())
+    say("WHY", c.last_error)
     try:
         await c.publish(STATUS, b"lost", 1)
         say("PUBLISHED_WHILE_DOWN")
@@ -41,6 +43,7 @@ async def main():
     while not c.connected():
         await asyncio.sleep_ms(10)
     say("UP", c.connects)
+    say("WHY_UP", c.last_error)
     await online(c, b"online again")
     say("ONLINE2")
     await c.disconnect()

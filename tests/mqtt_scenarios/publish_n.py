@@ -1,8 +1,10 @@
 """Publish n QoS 1 (or qos=0) messages in order, retrying while offline, then wait for every PUBACK.
 
-Prints UP <k> on every connect, ACKED <n> <ms> when all are acknowledged, heap figures,
-then (after hold= ms) disconnects cleanly and prints DONE.
-With expect_fail=1 it only reports whether a connection came up within 3 s.
+Prints UP <k> on every connect, DOWN on every loss, WHY <last_error> whenever the
+client's last_error changes (polled every 5 ms), ACKED <n> <ms> when all are acknowledged,
+heap figures, then (after hold= ms) disconnects cleanly and prints DONE.
+With expect_fail=1 it only reports whether a connection came up within 3 s, and the
+client's last_error (the words `status` shows as mqtt_error).
 FDS <n> counts open file descriptors at the end (leaked sockets show up there).
 """
 import gc
@@ -35,6 +37,15 @@ def on_state(up):
         say("DOWN")
 
 
+async def watch(c):
+    seen = None
+    while True:
+        if c.last_error != seen:
+            seen = c.last_error
+            say("WHY", seen)
+        await asyncio.sleep_ms(5)
+
+
 def on_ack(pid):
     acks[0] += 1
 
@@ -45,8 +56,10 @@ async def main():
     free1 = gc.mem_free()
     c = mqtt.MQTTClient(arg("id", "pubn"), arg("server", "127.0.0.1"), arg("port", 1883),
                         keepalive=arg("ka", 30), ssl_context=ctx, server_hostname=arg("host"),
+                        user=arg("user"), password=arg("password"),
                         window=arg("window", 16), on_ack=on_ack, on_state=on_state,
                         backoff_min_ms=arg("bmin", 200), backoff_max_ms=arg("bmax", 1000))
+    asyncio.create_task(watch(c))
     task = asyncio.create_task(c.run())
     if arg("expect_fail", 0):
         await asyncio.sleep_ms(3000)
