@@ -9,8 +9,8 @@ from time import ticks_add, ticks_diff
 
 import asyncio
 
-from firmware import events, messages
-from firmware.hall import Hall, Refused
+from firmware import messages
+from firmware.hall import Hall, Refused, event_facts
 from firmware.outbox import OutboxFull
 from firmware.rating import RatingPad, IDLE, SCORE, REASON
 from firmware.publisher import Publisher
@@ -155,7 +155,7 @@ class App:
         ts = self.now()
         if gc.mem_free() < _LOW_HEAP:
             gc.collect()
-        prio, stateful = events.facts(etype)
+        prio, stateful = event_facts(etype)
         seq, prev = self.stamper.seq, self.stamper.prev
         payload = self.stamper.stamp(etype, data, ts)
         try:

@@ -65,7 +65,7 @@ def requeue(hall, label, cid=None):
     """A skipped citizen came back: staff put the ticket back first in its queue, once."""
     skipped = hall.skipped
     for i in range(len(skipped)):
-        number, flags, origin, issued = skipped.get(i)
+        number, flags, origin = skipped.number(i), skipped.flags(i), skipped.service(i)
         s = hall.services[origin]
         if s.label(number) == label:
             if flags & REQUEUED:

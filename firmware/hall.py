@@ -18,6 +18,29 @@ from firmware import calendar
 from firmware.ticketring import TicketRing, PRIORITY, APPOINTMENT, REQUEUED, TRANSFERRED
 
 
+# Facts about every event type, in one place (the README's events table is the contract).
+# Here, beside Hall.apply, because the strings are shared with it (one copy in RAM).
+#   priority 0  dropped first when the outbox overflows: device.heartbeat, printer.status
+#   priority 2  never dropped (the citizen's record): ticket.issued, ticket.called,
+#               service.finished, service.ended, rating.submitted, rating.expired
+#   priority 1  everything else
+#   state       ticket.*, service.*, rating.*, counter.*, staff.*, day.reset, clock.set change the
+#               hall (Hall.apply) and are replayed at boot; ticket.refused, device.*, printer.*,
+#               command.*, config.*, outbox.*, storage.* only report.
+_KEEP = ("ticket.issued", "ticket.called", "service.finished", "service.ended",
+         "rating.submitted", "rating.expired")
+_STATEFUL = ("ticket", "service", "rating", "counter", "staff", "day", "clock")
+
+
+def event_facts(etype):
+    """(outbox priority, changes the hall state) of an event type."""
+    if etype in _KEEP:
+        return 2, True
+    if etype == "device.heartbeat" or etype == "printer.status":
+        return 0, False
+    return 1, etype != "ticket.refused" and etype[:etype.find(".")] in _STATEFUL
+
+
 class Refused(Exception):
     """A staff or backend request that the hall rules do not allow; .reason is a code."""
 
@@ -117,7 +140,7 @@ class Hall:
         n = len(s.waiting)
         for c in self.counters:
             for i in range(len(c.direct)):
-                if c.direct.get(i)[2] == s.idx:
+                if c.direct.service(i) == s.idx:
                     n += 1
         return n
 
@@ -172,7 +195,7 @@ class Hall:
     def _pick(self, c):
         """(ring, index, serving service) of the ticket this counter should call next."""
         if len(c.direct):
-            return c.direct, 0, self.services[c.direct.get(0)[2]]
+            return c.direct, 0, self.services[c.direct.service(0)]
         for si in c.services:
             ring = self.services[si].waiting
             if not len(ring):
@@ -204,7 +227,7 @@ class Hall:
             if not out:
                 raise Refused("nobody_waiting")
             return out
-        number, flags, origin, issued = ring.get(i)
+        number, flags, origin, issued = ring.number(i), ring.flags(i), ring.service(i), ring.issued(i)
         out.append(("ticket.called", {
             "ticket": self.services[origin].label(number), "n": number, "service": serving.code,
             "origin": self.services[origin].code, "kind": kind_name(flags), "counter": c.id,

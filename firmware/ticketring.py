@@ -7,7 +7,6 @@ extra: only tickets still waiting are held, up to the configured capacity.
 The changing operations (append, push_front, remove) allocate nothing: they run after an
 event is already durable, where a MemoryError would leave the state behind the flash.
 """
-import struct
 
 try:
     from micropython import const
@@ -16,7 +15,6 @@ except ImportError:
         return x
 
 _SIZE = const(8)
-_FMT = "<HBBI"
 
 PRIORITY = const(1)
 APPOINTMENT = const(2)
@@ -35,10 +33,6 @@ class TicketRing:
 
     def full(self):
         return self.n >= self.capacity
-
-    def get(self, i):
-        """(number, flags, service index, issued offset s) of entry i (allocates: decisions only)."""
-        return struct.unpack_from(_FMT, self.buf, i * _SIZE)
 
     def number(self, i):
         b = self.buf
@@ -96,11 +90,6 @@ class TicketRing:
         """Drop entry i; read what you need from it first."""
         self._move(i * _SIZE, (i + 1) * _SIZE, (self.n - i - 1) * _SIZE)
         self.n -= 1
-
-    def pop(self, i):
-        entry = self.get(i)
-        self.remove(i)
-        return entry
 
     def find(self, number, service):
         """Index of the ticket with this number and origin service, or -1."""

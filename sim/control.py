@@ -62,90 +62,84 @@ class Control:
             return {"ok": False, "error": "malformed JSON"}
         if not isinstance(req, dict) or not isinstance(req.get("op"), str):
             return {"ok": False, "error": "expected an object with a string 'op'"}
-        fn = getattr(self, "op_" + req["op"], None)
-        if fn is None:
-            return {"ok": False, "error": "unknown op %r" % req["op"]}
         try:
-            return await fn(req)
+            return await self._op(req["op"], req)
         except (KeyError, TypeError, ValueError) as e:
             return {"ok": False, "error": "bad request for %s: %r" % (req["op"], e)}
         except MemoryError:
             return {"ok": False, "error": "device out of memory"}
 
-    async def op_status(self, req):
-        from firmware import report
-        from firmware.app import _unload
-        s = report.status(self.app)
-        _unload("firmware.report")
-        s["ok"] = True
-        return s
-
-    async def op_press(self, req):
-        name = req["button"]
-        if not isinstance(name, str) or not name:
-            return {"ok": False, "error": "button must be a non-empty string"}
-        if req.get("counter"):
-            name = "%s@%s" % (name, req["counter"])
-        waiter = self.hal.buttons.inject(name)
-        await waiter[0].wait()
-        return waiter[1]
-
-    async def op_display(self, req):
-        return {"ok": True, "lines": self.hal.display.lines, "indicator": self.hal.indicator.state,
-                "voice": self.hal.voice.said[-3:]}
-
-    async def op_net(self, req):
-        up = req["up"]
-        if not isinstance(up, bool):
-            return {"ok": False, "error": "'up' must be true or false"}
-        self.hal.net.is_up = up
-        self.app.publisher.link_changed()
-        return {"ok": True, "up": up}
-
-    async def op_paper(self, req):
-        state = req["state"]
-        if state not in _PAPER:
-            return {"ok": False, "error": "state must be one of %s" % ", ".join(_PAPER)}
-        self.hal.printer.paper = state
-        return {"ok": True, "state": state}
-
-    async def op_clock(self, req):
-        if "advance_s" in req:
-            adv = req["advance_s"]
-            if not isinstance(adv, int) or isinstance(adv, bool):
-                return {"ok": False, "error": "advance_s must be an integer"}
-            self.hal.clock.advance(adv)
-        elif "set" in req:
-            # a step behind the firmware's back (an RTC set by hand, one that lost power):
-            # the firmware notices it by itself, as it would on the device
-            t = req["set"]
-            if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < 1 << 32:
-                return {"ok": False, "error": "set must be an epoch in 0..2**32-1"}
-            self.hal.clock.set_time(t)
-            self.app.check_clock()
-        return {"ok": True, "time": self.hal.clock.time()}
-
-    async def op_squeeze(self, req):
-        """Fault injection: hold heap until only `leave` bytes are free (null: give it back),
-        so tests can see the device refuse clearly, not crash, when memory runs short."""
-        import gc
-        self.hog = None
-        gc.collect()
-        leave = req.get("leave")
-        if leave is not None:
-            hog = []
-            size = 4096
-            while size >= 16:
-                try:
-                    while gc.mem_free() - size > leave:
-                        hog.append(bytearray(size))
-                except MemoryError:
-                    pass
-                size //= 2
-            self.hog = hog
-        return {"ok": True, "free": gc.mem_free()}
-
-    async def op_staff(self, req):
-        """Counter keypad functions beyond the five keys (numeric entry on a real 呼叫器)."""
-        cid = req.get("counter") or self.app.home
-        return self.app.staff_key(cid, req["action"], req)
+    async def _op(self, op, req):
+        """One request. One method with a branch per op, not a method per op: each function
+        costs heap the simulated device shares with its firmware."""
+        app = self.app
+        hal = self.hal
+        if op == "press":
+            name = req["button"]
+            if not isinstance(name, str) or not name:
+                return {"ok": False, "error": "button must be a non-empty string"}
+            if req.get("counter"):
+                name = "%s@%s" % (name, req["counter"])
+            waiter = hal.buttons.inject(name)
+            await waiter[0].wait()
+            return waiter[1]
+        if op == "status":
+            from firmware import report
+            from firmware.app import _unload
+            s = report.status(app)
+            _unload("firmware.report")
+            s["ok"] = True
+            return s
+        if op == "display":
+            return {"ok": True, "lines": hal.lines, "indicator": hal.state, "voice": hal.said[-3:]}
+        if op == "staff":
+            # counter keypad functions beyond the five keys (numeric entry on a real 呼叫器)
+            return app.staff_key(req.get("counter") or app.home, req["action"], req)
+        if op == "net":
+            up = req["up"]
+            if not isinstance(up, bool):
+                return {"ok": False, "error": "'up' must be true or false"}
+            hal.is_up = up
+            app.publisher.link_changed()
+            return {"ok": True, "up": up}
+        if op == "paper":
+            state = req["state"]
+            if state not in _PAPER:
+                return {"ok": False, "error": "state must be one of %s" % ", ".join(_PAPER)}
+            hal.printer.paper = state
+            return {"ok": True, "state": state}
+        if op == "clock":
+            if "advance_s" in req:      # time passing
+                adv = req["advance_s"]
+                if not isinstance(adv, int) or isinstance(adv, bool):
+                    return {"ok": False, "error": "advance_s must be an integer"}
+                hal.clock.advance(adv)
+            elif "set" in req:
+                # a step behind the firmware's back (an RTC set by hand, one that lost power):
+                # the firmware notices it by itself, as it would on the device
+                t = req["set"]
+                if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < 1 << 32:
+                    return {"ok": False, "error": "set must be an epoch in 0..2**32-1"}
+                hal.clock.set_time(t)
+                app.check_clock()
+            return {"ok": True, "time": hal.clock.time()}
+        if op == "squeeze":
+            # fault injection: hold heap until only `leave` bytes are free (null: give it back),
+            # so tests see the device refuse clearly, not crash, when memory runs short
+            import gc
+            self.hog = None
+            gc.collect()
+            leave = req.get("leave")
+            if leave is not None:
+                hog = []
+                size = 4096
+                while size >= 16:
+                    try:
+                        while gc.mem_free() - size > leave:
+                            hog.append(bytearray(size))
+                    except MemoryError:
+                        pass
+                    size //= 2
+                self.hog = hog
+            return {"ok": True, "free": gc.mem_free()}
+        return {"ok": False, "error": "unknown op %r" % op}

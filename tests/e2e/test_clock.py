@@ -119,3 +119,25 @@ def test_repeated_next_within_the_guard_calls_nobody_else(broker, sub):
         assert "刚叫过号" in " ".join(sim.ask({"op": "display"})["lines"])
     finally:
         sim.cleanup()
+
+
+def test_timed_messages_give_way_to_the_screen_under_them(broker):
+    """'Your number B001' and refusals stay up for their hold time, then the display returns
+    to what it showed before (the last call), not to the message."""
+    sim = Sim(broker.port, fast_config()).start()
+    try:
+        _issue(sim, 1)
+        assert sim.press("next")["ticket"] == "A001"
+        call = sim.ask({"op": "display"})["lines"]
+        assert any("A001" in ln for ln in call), call
+        assert _issue(sim, 1, "B") == ["B001"]
+        shown = " ".join(sim.ask({"op": "display"})["lines"])
+        assert "B001" in shown and "A001" not in shown, shown
+        time.sleep(5.6)                  # the ticket message holds 5 s
+        assert sim.ask({"op": "display"})["lines"] == call
+        assert sim.press("ticket:Z")["refused"] == "unknown_service"
+        assert "无此业务" in " ".join(sim.ask({"op": "display"})["lines"])
+        time.sleep(5.6)
+        assert sim.ask({"op": "display"})["lines"] == call
+    finally:
+        sim.cleanup()
