@@ -44,7 +44,7 @@ if sys.implementation.name != "micropython":  # MicroPython runs only heap_child
 WINDOW = 8  # firmware/publisher.py _WINDOW
 
 
-def compile_firmware(d, modules=("mqtt", "outbox", "outbox_repair", "publisher")):
+def compile_firmware(d, modules=("mqtt", "mqtt_link", "outbox", "outbox_repair", "publisher")):
     os.mkdir(os.path.join(d, "firmware"))
     open(os.path.join(d, "firmware", "__init__.py"), "w").close()
     for m in modules:
@@ -240,7 +240,7 @@ def heap_child(rom):
     gc.collect()
     a3 = gc.mem_alloc()
     print("   import firmware.mqtt %d B + firmware.publisher %d B = %d B; one MQTTClient %d B "
-          "(2304 B of it the receive buffer)" % (a1 - a0, a2 - a1, a2 - a0, a3 - a2))
+          "(a 128-byte receive buffer; a command gets its own while it is read)" % (a1 - a0, a2 - a1, a2 - a0, a3 - a2))
     c = None
 
 

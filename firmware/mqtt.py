@@ -1,8 +1,10 @@
 """MQTT 3.1.1 client for asyncio: pipelined QoS 1 publish, persistent session, will, TLS.
 
-The top half is a pure codec (no socket, no asyncio) that also runs under CPython, so it
-can be unit tested anywhere. The bottom half is MQTTClient, which runs under MicroPython's
-asyncio (unix port and ESP32).
+The codec functions at the top (no socket, no asyncio) also run under CPython, so they
+can be unit tested anywhere. MQTTClient runs under MicroPython's asyncio (unix port and
+ESP32). What only a connection's start or end needs (CONNECT, CONNACK, SUBSCRIBE, the
+words for a failure, DISCONNECT) lives in firmware/mqtt_link.py, loaded by link() for
+that moment and released after: reconnects are seconds apart at the fastest.
 
 Why not umqtt.simple: it blocks the event loop while it waits, and it waits for each
 PUBACK in turn. On loopback that costs little (its ~20 msg/s there is Nagle's algorithm
@@ -12,14 +14,19 @@ order, each packet one write, with TCP_NODELAY (bench/bench_mqtt.py).
 
 Failure behaviour: any socket error, malformed packet or silent broker (nothing received
 for 1.5 x keepalive) closes the connection; run() reconnects with capped exponential
-backoff and jitter. last_error says why, in words for the status display: link down,
-no route, refused, timeout, closed, CONNACK 1-5, which TLS check failed, malformed
-packet (see _WHY). It holds the latest failure and is cleared by an accepted CONNACK. Unacknowledged QoS 1 messages stay in memory and are re-sent first,
-in their original order, with DUP=1 and the same packet id. QoS 0 messages not yet
-written when the connection drops are discarded.
+backoff and jitter. last_error says why, in words for the status display (mqtt_link.why):
+link down, no route, refused, timeout, closed, CONNACK 1-5, which TLS check failed,
+malformed packet. It holds the latest failure and is cleared by an accepted CONNACK.
+Unacknowledged QoS 1 messages stay in memory and are re-sent first, in their original
+order, with DUP=1 and the same packet id. QoS 0 messages not yet written when the
+connection drops are discarded.
 
-RAM: one receive buffer (rx_size, 1 KiB), one bytearray per queued message (at most
-`window` QoS 1 + `window` QoS 0), fixed rings otherwise; nothing grows with uptime.
+RAM: a 128-byte receive buffer for the control packets (and the head of a PUBLISH) while
+connected; an inbound PUBLISH that does not fit is read into a bytearray of its own, freed
+after it. One larger than rx_size, or one that finds no heap for it, is still read to its
+end (discarded in pieces), acknowledged, and handed on as on_message(topic, None). One
+bytearray per queued message (at most `window` QoS 1 + `window` QoS 0), at most 8
+inbound acknowledgements waiting; nothing grows with uptime.
 
     c = MQTTClient("dev1", "192.168.1.10", will=("qterm/v1/h/dev1/status", b"offline", True, 1),
                    subs=[("qterm/v1/h/dev1/cmd", 1)], on_message=handle, on_ack=outbox.done)
@@ -29,194 +36,65 @@ RAM: one receive buffer (rx_size, 1 KiB), one bytearray per queued message (at m
 TLS: pass an ssl.SSLContext with the CA loaded (this MicroPython build parses DER, not
 PEM) and server_hostname for the name check.
 """
+import sys
+
 try:
     from micropython import const
 except ImportError:
     def const(x):
         return x
 
-# --- codec -----------------------------------------------------------------------------
-
-CONNECT = const(0x10)
-CONNACK = const(0x20)
-PUBLISH = const(0x30)
-PUBACK = const(0x40)
-SUBSCRIBE = const(0x82)  # reserved flags 0010 are part of the fixed header
-SUBACK = const(0x90)
-UNSUBACK = const(0xB0)
-PINGREQ = const(0xC0)
-PINGRESP = const(0xD0)
-DISCONNECT = const(0xE0)
-
+# Packet types a broker sends (the fixed header's first byte, flags 0).
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBACK = const(0x90)
+_UNSUBACK = const(0xB0)
+_PINGRESP = const(0xD0)
 _DUP = const(0x08)
-_MAX_REMAINING = const(268435455)  # four varint bytes
-
-PINGREQ_PACKET = b"\xc0\x00"
-DISCONNECT_PACKET = b"\xe0\x00"
+_RX = const(128)          # the fixed receive buffer: see RAM above
 
 
-def _bytes(s):
-    """Text for the wire: str -> UTF-8, bytes-like as is."""
-    if isinstance(s, str):
-        return s.encode()
-    return s
-
-
-def remaining_length_size(n):
-    """Bytes the remaining-length varint of n takes."""
-    if n < 0 or n > _MAX_REMAINING:
+def packet(first, rl):
+    """A bytearray for a whole packet with remaining length rl, its fixed header filled in:
+    (packet, offset after the header)."""
+    if not 0 <= rl <= 268435455:  # four varint bytes
         raise ValueError("too large")
-    if n < 128:
-        return 1
-    if n < 16384:
-        return 2
-    if n < 2097152:
-        return 3
-    return 4
-
-
-def encode_remaining_length(buf, off, n):
-    """Write the varint for n into buf at off; return the offset after it."""
-    remaining_length_size(n)  # range check
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            buf[off] = b | 0x80
-            off += 1
-        else:
-            buf[off] = b
-            return off + 1
-
-
-def decode_remaining_length(buf, off, end):
-    """Read a varint from buf[off:end].
-
-    Returns (value, offset after it), or None if more bytes are needed.
-    Raises ValueError for a varint longer than four bytes.
-    """
-    value = 0
-    shift = 0
-    for i in range(4):
-        if off + i >= end:
-            return None
-        b = buf[off + i]
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, off + i + 1
-        shift += 7
-    raise ValueError("varint")
-
-
-def _put_str(buf, off, s):
-    n = len(s)
-    if n > 65535:
-        raise ValueError("too long")
-    buf[off] = n >> 8
-    buf[off + 1] = n & 0xFF
-    buf[off + 2:off + 2 + n] = s
-    return off + 2 + n
-
-
-def _new_packet(first, rl):
-    """A bytearray sized for the whole packet with the fixed header filled in."""
-    pkt = bytearray(1 + remaining_length_size(rl) + rl)
+    pkt = bytearray(2 + (rl > 127) + (rl > 16383) + (rl > 2097151) + rl)
     pkt[0] = first
-    return pkt, encode_remaining_length(pkt, 1, rl)
-
-
-def encode_connect(client_id, keepalive=30, clean_session=True, user=None, password=None,
-                   will=None):
-    """CONNECT packet. will = (topic, payload, retain, qos) or None."""
-    cid = _bytes(client_id)
-    rl = 10 + 2 + len(cid)
-    flags = 0x02 if clean_session else 0
-    if will:
-        w_topic = _bytes(will[0])
-        w_msg = _bytes(will[1])
-        w_qos = will[3]
-        if w_qos not in (0, 1, 2) or not w_topic:
-            raise ValueError("bad will")
-        flags |= 0x04 | (w_qos << 3) | (0x20 if will[2] else 0)
-        rl += 4 + len(w_topic) + len(w_msg)
-    if user is not None:
-        user = _bytes(user)
-        flags |= 0x80
-        rl += 2 + len(user)
-    if password is not None:
-        if user is None:
-            raise ValueError("no user")  # a password needs a user name (3.1.1 section 3.1.2.9)
-        password = _bytes(password)
-        flags |= 0x40
-        rl += 2 + len(password)
-    if not 0 <= keepalive <= 65535:
-        raise ValueError("keepalive")
-    pkt, off = _new_packet(CONNECT, rl)
-    off = _put_str(pkt, off, b"MQTT")
-    pkt[off] = 4  # protocol level 3.1.1
-    pkt[off + 1] = flags
-    pkt[off + 2] = keepalive >> 8
-    pkt[off + 3] = keepalive & 0xFF
-    off = _put_str(pkt, off + 4, cid)
-    if will:
-        off = _put_str(pkt, off, w_topic)
-        off = _put_str(pkt, off, w_msg)
-    if user is not None:
-        off = _put_str(pkt, off, user)
-    if password is not None:
-        off = _put_str(pkt, off, password)
-    return pkt
+    off = 1
+    while rl > 127:
+        pkt[off] = rl & 0x7F | 0x80
+        rl >>= 7
+        off += 1
+    pkt[off] = rl
+    return pkt, off + 1
 
 
 def encode_publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
     """PUBLISH packet in one bytearray (kept as is for a later re-send)."""
-    topic = _bytes(topic)
-    payload = _bytes(payload)
-    if qos not in (0, 1, 2) or not topic or b"+" in topic or b"#" in topic or b"\0" in topic:
+    if isinstance(topic, str):
+        topic = topic.encode()
+    if isinstance(payload, str):
+        payload = payload.encode()
+    n = len(topic)
+    if not 0 <= qos <= 2 or not 0 < n < 65536 or b"+" in topic or b"#" in topic or b"\0" in topic:
         # A broker disconnects on these; a re-send would loop forever.
         raise ValueError("bad topic")
     if qos and not 0 < pid < 65536:
         raise ValueError("bad pid")
-    rl = 2 + len(topic) + (2 if qos else 0) + len(payload)
-    pkt, off = _new_packet(PUBLISH | (qos << 1) | (1 if retain else 0) | (_DUP if dup else 0), rl)
-    off = _put_str(pkt, off, topic)
+    pkt, off = packet(_PUBLISH | qos << 1 | (1 if retain else 0) | (_DUP if dup else 0),
+                      2 + n + (2 if qos else 0) + len(payload))
+    pkt[off] = n >> 8
+    pkt[off + 1] = n & 0xFF
+    off += 2 + n
+    pkt[off - n:off] = topic
     if qos:
         pkt[off] = pid >> 8
         pkt[off + 1] = pid & 0xFF
         off += 2
     pkt[off:] = payload
     return pkt
-
-
-def encode_subscribe(pid, subs):
-    """SUBSCRIBE for [(topic filter, qos), ...] in one packet."""
-    if not subs or not 0 < pid < 65536:
-        raise ValueError("bad sub")
-    rl = 2
-    for t, q in subs:
-        rl += 3 + len(_bytes(t))
-    pkt, off = _new_packet(SUBSCRIBE, rl)
-    pkt[off] = pid >> 8
-    pkt[off + 1] = pid & 0xFF
-    off += 2
-    for t, q in subs:
-        if q not in (0, 1, 2):
-            raise ValueError("bad qos")
-        off = _put_str(pkt, off, _bytes(t))
-        pkt[off] = q
-        off += 1
-    return pkt
-
-
-def encode_puback(pid, buf=None):
-    """PUBACK; pass a 4-byte buf to reuse it."""
-    if buf is None:
-        buf = bytearray(4)
-    buf[0] = PUBACK
-    buf[1] = 2
-    buf[2] = pid >> 8
-    buf[3] = pid & 0xFF
-    return buf
 
 
 def parse_header(buf, off, end):
@@ -226,60 +104,38 @@ def parse_header(buf, off, end):
     malformed or not one a broker may send to a client (reserved flags and lengths
     of 3.1.1).
     """
-    if end - off < 2:
-        return None
-    r = decode_remaining_length(buf, off + 1, end)
-    if r is None:
-        return None
+    rl = 0
+    i = off + 1
+    while True:
+        if i >= end:
+            return None
+        b = buf[i]
+        rl |= (b & 0x7F) << 7 * (i - off - 1)
+        i += 1
+        if b < 128:
+            break
+        if i - off > 4:
+            raise ValueError("varint")  # longer than four bytes
     first = buf[off]
-    rl = r[0]
-    if first & 0xF0 == PUBLISH:
-        if (first >> 1) & 3 == 3:
+    if first & 0xF0 == _PUBLISH:
+        if first & 6 == 6:
             raise ValueError("qos 3")
-    elif first == CONNACK or first == PUBACK or first == UNSUBACK:
+    elif first == _CONNACK or first == _PUBACK or first == _UNSUBACK:
         if rl != 2:
             raise ValueError("ack length")
-    elif first == SUBACK:
+    elif first == _SUBACK:
         if rl < 3:
             raise ValueError("suback len")
-    elif first == PINGRESP:
+    elif first == _PINGRESP:
         if rl:
             raise ValueError("pingresp")
     else:
         raise ValueError("0x%02x" % first)
-    return first, r[1] - off, rl
-
-
-def decode_connack(buf, off, end):
-    """CONNACK body -> (session_present, return_code)."""
-    if end - off != 2 or buf[off] & 0xFE:
-        raise ValueError("connack")
-    return bool(buf[off] & 1), buf[off + 1]
-
-
-def decode_ack(buf, off, end):
-    """PUBACK / UNSUBACK body -> packet id."""
-    if end - off != 2:
-        raise ValueError("bad ack")
-    pid = (buf[off] << 8) | buf[off + 1]
-    if not pid:
-        raise ValueError("pid 0")
-    return pid
-
-
-def decode_suback(buf, off, end):
-    """SUBACK body -> (packet id, offset of the return codes)."""
-    if end - off < 3:
-        raise ValueError("bad suback")
-    for i in range(off + 2, end):
-        c = buf[i]
-        if c > 2 and c != 0x80:
-            raise ValueError("suback rc")
-    return (buf[off] << 8) | buf[off + 1], off + 2
+    return first, i - off, rl
 
 
 def decode_publish(first, buf, off, end):
-    """PUBLISH body -> (topic str, qos, packet id or 0, payload offset)."""
+    """PUBLISH body buf[off:end] -> (topic str, qos, packet id or 0, payload offset)."""
     qos = (first >> 1) & 3
     if end - off < 2:
         raise ValueError("short pub")
@@ -300,129 +156,48 @@ def decode_publish(first, buf, off, end):
     return topic, qos, pid, t_end
 
 
-class RxBuffer:
-    """Reassembles inbound packets from stream chunks in one fixed buffer.
-
-    Read into space(), report the count with got(n), then call next() until it
-    returns None. A packet larger than the buffer is returned once, truncated
-    (complete=False), and its remaining bytes are then discarded as they arrive.
-    """
-
-    def __init__(self, size=1024):
-        self.buf = bytearray(size)
-        self.mv = memoryview(self.buf)
-        self.start = 0
-        self.end = 0
-        self.skip = 0
-
-    def space(self):
-        """Where the next read goes (never empty)."""
-        if self.start:
-            n = self.end - self.start
-            self.buf[0:n] = self.mv[self.start:self.end]
-            self.start = 0
-            self.end = n
-        if not self.end:
-            return self.mv
-        return self.mv[self.end:]
-
-    def got(self, n):
-        self.end += n
-        if self.skip:
-            d = min(self.skip, self.end - self.start)
-            self.skip -= d
-            self.start += d
-        if self.start == self.end:
-            self.start = self.end = 0
-
-    def next(self):
-        """(first byte, body start, body end, complete) of the next packet, or None.
-
-        The offsets stay valid until the next space() call.
-        """
-        if self.skip:
-            return None
-        h = parse_header(self.buf, self.start, self.end)
-        if h is None:
-            return None
-        first, hl, rl = h
-        off = self.start
-        total = hl + rl
-        if off + total <= self.end:
-            self.start = off + total
-            if self.start == self.end:
-                self.start = self.end = 0  # the bytes stay put until the next read
-            return first, off + hl, off + total, True
-        have = self.end - off
-        if total <= len(self.buf) or have < len(self.buf):
-            return None  # wait for more (a too-large packet: until the buffer is full)
-        self.skip = total - have
-        self.start = self.end = 0
-        return first, off + hl, off + have, False
+def link(what, *args):
+    """firmware.mqtt_link.<what>(*args), its code loaded for this call only (a coroutine it
+    returns keeps what it runs alive until it ends)."""
+    try:
+        from firmware import mqtt_link
+        return getattr(mqtt_link, what)(*args)
+    finally:
+        mqtt_link = None
+        sys.modules.pop(__name__ + "_link", None)
+        try:
+            delattr(sys.modules["firmware"], "mqtt_link")
+        except (KeyError, AttributeError):
+            pass
 
 
 # --- client ----------------------------------------------------------------------------
 
 try:
     import asyncio
-    import select
-    import socket
-    from errno import EINPROGRESS
     from os import urandom
     from time import ticks_diff, ticks_ms
 except ImportError:  # CPython: only the codec above is used
     ticks_ms = ticks_diff = None
 
 _CONNECT_TIMEOUT_MS = const(10000)
-_ACK_RING = const(8)      # inbound QoS 1 PUBACKs waiting for the writer
+_ACKS = const(8)          # inbound QoS 1 acknowledgements waiting for the writer
 _CLOSE_WAIT_MS = const(2000)
-
-# Why the last attempt or connection failed, in words a technician can act on: line i of
-# one string (a single object on the heap; one string per reason would cost ~40 B each).
-# last_error is "<line> (<raw code>)" where there is a raw code (errno, mbedTLS code, text).
+# MQTTClient.conf: configuration in one tuple (one slot on the instance, not eighteen).
+# The first eleven are what mqtt_link.connect() reads, in this order.
+_KEEPALIVE = const(3)
+_SSL = const(6)
+_WINDOW = const(11)
+_BACKOFF_MIN = const(12)
+_BACKOFF_MAX = const(13)
+_RX_MAX = const(14)
+_ON_MESSAGE = const(15)
+_ON_ACK = const(16)
+_ON_STATE = const(17)
+# The lines of mqtt_link's table of failure words that the resident code names.
 _LINK = const(0)
-_UNREACHABLE = const(1)
-_REFUSED = const(2)
 _TIMEOUT = const(3)
 _SILENT = const(4)
-_CLOSED = const(5)
-_EARLY = const(6)
-_CONNACK = const(6)       # + return code 1..5
-_TLS_CA = const(12)       # 12..15: the certificate checks _fail() recognises
-_TLS_VERIFY = const(16)
-_TLS_HANDSHAKE = const(17)
-_PROTOCOL = const(18)
-_OTHER = const(19)
-_WHY = ("no network (link down)\n"
-        "no route to the broker\n"
-        "TCP connection refused: broker not listening on that port\n"
-        "timeout: no answer from the broker\n"
-        "broker stopped answering (keepalive timeout)\n"
-        "connection closed by the broker\n"
-        "closed by the broker before CONNACK: a TLS port? (broker.tls)\n"
-        "refused: unacceptable protocol version (CONNACK 1)\n"
-        "refused: client id rejected (CONNACK 2)\n"
-        "refused: server unavailable (CONNACK 3)\n"
-        "refused: bad user name or password (CONNACK 4)\n"
-        "refused: not authorised, check broker.user and password (CONNACK 5)\n"
-        "TLS: unknown CA, certificate not signed by broker.ca\n"
-        "TLS: name mismatch, certificate not for broker.server_name\n"
-        "TLS: certificate expired (or the device clock is wrong)\n"
-        "TLS: certificate not yet valid (or the device clock is wrong)\n"
-        "TLS: certificate rejected (verify failed)\n"
-        "TLS: handshake failed\n"
-        "protocol error: malformed packet from the broker\n"
-        "error")
-
-
-def _text(i, raw=None):
-    """Line i of _WHY, with the raw code in parentheses."""
-    a = 0
-    for _ in range(i):
-        a = _WHY.find("\n", a) + 1
-    b = _WHY.find("\n", a)
-    w = _WHY[a:b] if b > 0 else _WHY[a:]
-    return w if raw is None else "%s (%s)" % (w, raw)
 
 
 class MQTTClient:
@@ -433,65 +208,39 @@ class MQTTClient:
     polling leaves that task hanging on the unix port. The socket is created here,
     not by asyncio.open_connection, so that a connect cut short by a timeout or
     drop() is still closed (the unix port does not close lost sockets on GC).
+    rx_size: the largest inbound packet received whole.
     """
 
     def __init__(self, client_id, server, port=1883, keepalive=30, user=None, password=None,
                  ssl_context=None, server_hostname=None, will=None, clean_session=False,
                  window=16, subs=(), on_message=None, on_ack=None, on_state=None,
                  backoff_min_ms=500, backoff_max_ms=30000, rx_size=1024):
-        self.client_id = client_id
-        self.server = server
-        self.port = port
-        self.keepalive = keepalive
-        self.user = user
-        self.password = password
-        self.ssl_context = ssl_context
-        self.server_hostname = server_hostname
-        self.will = will
-        self.clean_session = clean_session
-        self.window = window
-        self.subs = list(subs)
-        self.on_message = on_message
-        self.on_ack = on_ack
-        self.on_state = on_state
-        self.backoff_min_ms = backoff_min_ms
-        self.backoff_max_ms = backoff_max_ms
+        self.conf = (client_id, server, port, keepalive, user, password, ssl_context,
+                     server_hostname, will, clean_session, list(subs), window,
+                     backoff_min_ms, backoff_max_ms, rx_size, on_message, on_ack, on_state)
         self.enabled = True       # False: stay offline (network link down), no reconnect
         # Words for why the latest attempt or connection failed (status "mqtt_error");
         # None once a CONNACK accepted us: connected() and no error is the healthy state.
         self.last_error = None
-        self.session_present = False
         self.granted = b""        # SUBACK return codes of the last subscribe
         self.connects = 0
-        self._reached = False
-
-        self._rx = RxBuffer(rx_size)
-        self._ackbuf = bytearray(4)
-        self._acks = [0] * _ACK_RING   # ring of inbound packet ids to acknowledge
-        self._ack_head = 0
-        self._ack_n = 0
-        self._fl_pid = []   # QoS 1 in flight, oldest first; bounded by window
-        self._fl_pkt = []
-        self._sent = 0      # how many of the in-flight packets went out on this connection
-        self._q0 = []       # QoS 0 packets not yet written; bounded by window
+        self._reached = False     # this attempt got a CONNACK
+        self._acks = []     # for the writer: inbound packet ids to acknowledge, 0 = a PINGREQ
+        self._fl = []       # QoS 1 PUBLISH packets in flight, oldest first; at most window
+        self._sent = 0      # how many of them went out on this connection
+        self._q0 = []       # QoS 0 packets not yet written; at most window
         self._pid = 0
-        self._sub_pid = 0
-        self._ping = False
         self._bye = 0       # 1: DISCONNECT requested, 2: written
         self._up = False
         self._running = False
         self._gen = 0       # bumped on every teardown so stale tasks notice
-        self._sock = None
-        self._tls = None
-        self._tasks = [None, None, None]  # session/reader, writer, watchdog
-        self._t0 = 0
+        self._io = [None] * 5   # session/reader, writer, watchdog tasks; TLS socket, socket
+        self._t0 = 0        # when this attempt began; once connected, the last PINGREQ
         self._last_rx = 0
         self._last_tx = 0
-        self._last_ping = 0
-        self._kick = asyncio.Event()   # writer has work
-        self._room = asyncio.Event()   # window space freed, or connection lost
+        self._kick = asyncio.Event()   # the writer has work
+        self._room = asyncio.Event()   # window or acknowledgement space freed, or connection lost
         self._lost = asyncio.Event()   # connection ended
-        self._acked = asyncio.Event()  # ack ring has space
 
     # --- public ---------------------------------------------------------------------------
 
@@ -499,7 +248,7 @@ class MQTTClient:
         return self._up
 
     def inflight(self):
-        return len(self._fl_pid)
+        return len(self._fl)
 
     async def publish(self, topic, payload, qos=0, retain=False):
         """Queue a message; returns its packet id (QoS 1) or 0 (QoS 0).
@@ -507,249 +256,213 @@ class MQTTClient:
         QoS 1 waits while `window` messages are unacknowledged. Raises OSError if the
         connection is down (before or while waiting); the message is then not queued.
         """
-        if qos not in (0, 1):
+        if qos != 0 and qos != 1:
             raise ValueError("qos 0 or 1")
-        q = self._fl_pid if qos else self._q0
+        q = self._fl if qos else self._q0
         while True:
             if not self._up:
                 raise OSError(107)  # ENOTCONN
-            if len(q) < self.window:
+            if len(q) < self.conf[_WINDOW]:
                 break
             self._room.clear()
             await self._room.wait()
-        if not qos:
-            self._q0.append(encode_publish(topic, payload, 0, retain))
-            self._kick.set()
-            return 0
-        pid = self._next_pid()
-        pkt = encode_publish(topic, payload, 1, retain, pid)
-        self._fl_pid.append(pid)
-        self._fl_pkt.append(pkt)
+        pid = 0
+        if qos:
+            # Ids in turn: at most `window` in flight, so the id coming round again is free.
+            pid = self._pid = self._pid % 65535 + 1
+        q.append(encode_publish(topic, payload, qos, retain, pid))
         self._kick.set()
         return pid
 
-    async def disconnect(self):
-        """Flush queued packets, send DISCONNECT (the broker discards the will), stop run().
-
-        QoS 1 messages still unacknowledged stay in inflight().
-        """
-        self._running = False
-        if self._up:
-            self._bye = 1
-            self._kick.set()
-            t = ticks_ms()
-            while self._bye == 1 and self._up and ticks_diff(ticks_ms(), t) < _CLOSE_WAIT_MS:
-                await asyncio.sleep_ms(10)
-        self._teardown()
+    def disconnect(self):
+        """(A coroutine.) Flush queued packets, send DISCONNECT (the broker discards the
+        will), stop run(). QoS 1 messages still unacknowledged stay in inflight()."""
+        return link("disconnect", self)
 
     def drop(self):
         """Close abruptly, no DISCONNECT, so the broker publishes the will."""
         self._teardown()
         if not self.enabled:
-            self.last_error = _text(_LINK)
+            self._why(_LINK)
 
     async def run(self):
         """Connect and stay connected until disconnect(); never raises on network errors."""
         self._running = True
-        delay = self.backoff_min_ms
+        delay = self.conf[_BACKOFF_MIN]
         while self._running:
             if not self.enabled:
                 if self.last_error is None:
-                    self.last_error = _text(_LINK)  # down since boot
+                    self._why(_LINK)  # down since boot
                 await asyncio.sleep_ms(100)
                 continue
             self._lost.clear()
             self._bye = 0
             self._reached = False
-            self._t0 = self._last_rx = self._last_tx = self._last_ping = ticks_ms()
-            tasks = self._tasks
-            tasks[0] = asyncio.create_task(self._session(self._gen))
-            tasks[2] = asyncio.create_task(self._watchdog(self._gen))
+            self._t0 = self._last_rx = self._last_tx = ticks_ms()
+            io = self._io
+            io[0] = asyncio.create_task(self._session(self._gen))
+            io[2] = asyncio.create_task(self._watchdog(self._gen))
             await self._lost.wait()
             self._teardown()
             if not self._running:
                 break
             if self._reached:
-                delay = self.backoff_min_ms
+                delay = self.conf[_BACKOFF_MIN]
             # Jitter spreads a hall's devices so they do not all return at once.
             j = int.from_bytes(urandom(2), "big") * delay >> 17
             t = ticks_ms()
             while self._running and ticks_diff(ticks_ms(), t) < delay // 2 + j:
                 await asyncio.sleep_ms(50)
-            delay = min(delay * 2, self.backoff_max_ms)
+            delay = min(delay * 2, self.conf[_BACKOFF_MAX])
         self._running = False
 
     # --- connection tasks -----------------------------------------------------------------
 
-    def _fail(self, gen, e):
-        """End this connection; e is an exception, or a line of _WHY."""
-        if gen != self._gen or self._lost.is_set():
-            return
-        self._lost.set()
-        if self._bye:
-            return  # disconnect() asked for the close: no failure
-        raw = None
-        if isinstance(e, int):
-            i = e
-        else:
-            a = e.args
-            c = a[0] if a else None
-            if isinstance(c, str) and c[:1] == "\n":
-                # mbedTLS names the failed certificate checks only as text, one line each
-                # (starting with a newline); these words pick the line of _WHY, first wins.
-                i = _TLS_VERIFY
-                for k, w in enumerate(("trusted CA", "(CN)", "expired", "future")):
-                    if w in c:
-                        i = _TLS_CA + k
-                        break
-                if i == _TLS_VERIFY:
-                    raw = c.strip().split("\n")[0]
-            elif isinstance(e, ValueError):
-                i, raw = _PROTOCOL, c
-            elif not isinstance(c, int):
-                i, raw = _OTHER, repr(e)
-            elif c < 0:                                  # an mbedTLS error code
-                i = _TLS_VERIFY if c == -0x2700 else _TLS_HANDSHAKE
-                raw = "-0x%x %s" % (-c, a[1]) if len(a) > 1 else "-0x%x" % -c
-            else:
-                if c in (0, 32, 103, 104):                # closed (reset) by the other end
-                    i = (_CLOSED if self._reached else _EARLY if self.ssl_context is None
-                         else _TLS_HANDSHAKE)
-                else:
-                    i = (_REFUSED if c == 111 else _TIMEOUT if c == 110
-                         else _UNREACHABLE if c in (100, 101, 113) else _OTHER)
-                raw = "errno %d" % c if c else None
+    def _why(self, e):
+        """last_error = the words for e: an exception, or a line of mqtt_link's table."""
         try:
-            self.last_error = _text(i, raw if raw is None else str(raw)[:60])
+            self.last_error = e if isinstance(e, str) else link("why", self, e)
         except MemoryError:
             self.last_error = None
 
+    def _fail(self, gen, e):
+        """End this connection; e is an exception, a line of the table, or words."""
+        if gen != self._gen or self._lost.is_set():
+            return
+        self._lost.set()
+        if not self._bye:  # else disconnect() asked for the close: no failure
+            self._why(e)
+
     async def _session(self, gen):
-        """Open, CONNECT, wait for CONNACK, subscribe, then be the reader."""
+        """Connect (mqtt_link.connect), then be the reader: packets are reassembled in a
+        small fixed buffer; a PUBLISH too large for it gets a buffer of its own."""
         try:
-            # getaddrinfo blocks during a DNS lookup; use an IP address where that matters.
-            ai = socket.getaddrinfo(self.server, self.port, 0, socket.SOCK_STREAM)[0]
-            s = socket.socket(ai[0], ai[1], ai[2])
-            self._sock = s
-            try:
-                # TCP_NODELAY (Linux and lwIP numbers): every write is a whole packet, so
-                # Nagle could only hold an event back behind an unacknowledged `state`.
-                s.setsockopt(6, 1, 1)
-            except OSError:
-                pass
-            s.setblocking(False)
-            try:
-                s.connect(ai[-1])
-            except OSError as e:
-                if e.args[0] != EINPROGRESS:
-                    raise
-            # Writable = connected or failed; the first write reports which.
-            poller = select.poll()
-            poller.register(s, select.POLLOUT)
-            while not poller.poll(0):
-                await asyncio.sleep_ms(20)
-            if gen != self._gen:
+            r = await link("connect", self, gen)
+            if r is None:
                 return
-            ctx = self.ssl_context
-            if ctx:
-                s = ctx.wrap_socket(s, server_hostname=self.server_hostname or self.server,
-                                    do_handshake_on_connect=False)
-                s.setblocking(False)
-                # Closing the TLS object does not always close the socket under it
-                # (not after a failed handshake), so teardown closes both.
-                self._tls = s
-            # MicroPython's asyncio Stream is both reader and writer around a socket.
-            r = w = asyncio.StreamWriter(s)
-            self._rx.start = self._rx.end = self._rx.skip = 0
-            w.write(encode_connect(self.client_id, self.keepalive, self.clean_session,
-                                   self.user, self.password, self.will))
-            await w.drain()
-            p = await self._read_packet(r, gen)
-            if p is None:
-                return
-            if p[0] != CONNACK:
-                raise ValueError("no connack")
-            sp, rc = decode_connack(self._rx.buf, p[1], p[2])
-            if rc:
-                if rc > 5:
-                    raise ValueError("connack %d" % rc)
-                return self._fail(gen, _CONNACK + rc)
-            self.session_present = sp
-            self.last_error = None
-            self.connects += 1
-            self._reached = True
-            if self.subs:
-                self._sub_pid = self._next_pid()
-                w.write(encode_subscribe(self._sub_pid, self.subs))
-                await w.drain()
-            self._last_tx = ticks_ms()
-            self._tasks[1] = asyncio.create_task(self._writer(w, gen))
+            self._io[1] = asyncio.create_task(self._writer(r, gen))
             self._up = True
             self._room.set()
-            self._call(self.on_state, True)
+            fn = self.conf[_ON_STATE]
+            try:
+                fn and fn(True)
+            except Exception as x:  # a failing handler must not take the connection down
+                sys.print_exception(x)
+            buf = bytearray(_RX)
+            mv = memoryview(buf)
+            a = b = 0       # the bytes not yet parsed: buf[a:b]
+            skip = 0        # bytes of a packet too large to receive still to discard
+            big = None      # the packet being read that buf cannot hold: its own bytearray,
+            #                 or buf itself (its head only) when it is too large to receive
             while gen == self._gen:
-                p = await self._read_packet(r, gen)
+                p = None
+                if skip:
+                    dst = mv[:min(skip, _RX)]
+                elif big is not None:
+                    if b < len(big):
+                        dst = memoryview(big)[b:]
+                    else:  # all of it, or the head of one too large
+                        p, o, e = big, hl, b
+                        skip = n - b
+                        big = dst = None
+                        b = 0
+                else:
+                    h = parse_header(buf, a, b)
+                    if h is not None:
+                        first, hl, n = h
+                        n += hl     # the whole packet
+                        if a + n <= b:
+                            p, o, e = buf, a + hl, a + n
+                            a += n
+                    if p is None:
+                        if a:       # move the partial packet to the front
+                            buf[:b - a] = mv[a:b]
+                            b -= a
+                            a = 0
+                        if h is not None and n > _RX:
+                            try:
+                                if n > self.conf[_RX_MAX]:
+                                    raise MemoryError
+                                big = bytearray(n)
+                                big[:b] = mv[:b]
+                            except MemoryError:
+                                big = buf
+                            continue
+                        dst = mv[b:]
                 if p is None:
-                    return
-                await self._handle(p, gen)
-        except Exception as e:
-            self._fail(gen, e)
-
-    async def _read_packet(self, r, gen):
-        rx = self._rx
-        while True:
-            p = rx.next()
-            if p is not None:
-                return p
-            n = await r.readinto(rx.space())
-            if gen != self._gen:
-                return None
-            if n is None:
-                continue  # TLS record not complete yet
-            if not n:
-                raise OSError(0)  # end of stream: the broker closed the connection
-            rx.got(n)
-            self._last_rx = ticks_ms()
-
-    async def _handle(self, p, gen):
-        first, off, end, complete = p
-        buf = self._rx.buf
-        kind = first & 0xF0
-        if kind == PUBLISH:
-            topic, qos, pid, poff = decode_publish(first, buf, off, end)
-            if qos == 2:
-                raise ValueError("qos 2")  # never subscribed with qos 2
-            # A message larger than the receive buffer is dropped, but its topic is passed
-            # with payload None so the application can answer the sender.
-            self._call(self.on_message, topic, bytes(self._rx.mv[poff:end]) if complete else None)
-            if qos:
-                while self._ack_n == _ACK_RING:
-                    self._acked.clear()
-                    await self._acked.wait()
+                    k = await r.readinto(dst)
                     if gen != self._gen:
                         return
-                self._acks[(self._ack_head + self._ack_n) % _ACK_RING] = pid
-                self._ack_n += 1
-                self._kick.set()
-        elif kind == PUBACK:
-            pid = decode_ack(buf, off, end)
-            pids = self._fl_pid
-            for i in range(min(self._sent, len(pids))):
-                if pids[i] == pid:
-                    del pids[i]
-                    del self._fl_pkt[i]
-                    self._sent -= 1
-                    self._room.set()
-                    self._call(self.on_ack, pid)
-                    break
-            # Not found: a late ack of a re-sent message. Ignore.
-        elif kind == SUBACK:
-            pid, coff = decode_suback(buf, off, end)
-            if pid == self._sub_pid:
-                self.granted = bytes(buf[coff:end])
-        elif kind == CONNACK:
-            raise ValueError("connack x2")
-        # PINGRESP and UNSUBACK only prove the broker is alive (_last_rx).
+                    if k is None:
+                        continue  # TLS record not complete yet
+                    if not k:
+                        raise OSError(0)  # end of stream: the broker closed the connection
+                    self._last_rx = ticks_ms()
+                    if skip:
+                        skip -= k
+                    else:
+                        b += k
+                    continue
+                if a == b:
+                    a = b = 0
+                # One whole packet p[o:e] (only the head of it when skip is set).
+                kind = first & 0xF0
+                if kind == _PUBLISH:
+                    topic, qos, pid, o = decode_publish(first, p, o, e)
+                    if qos == 2:
+                        raise ValueError("qos 2")  # never subscribed with qos 2
+                    fn = self.conf[_ON_MESSAGE]
+                    if fn:
+                        try:
+                            try:
+                                e = None if skip else bytes(memoryview(p)[o:e])
+                            except MemoryError:
+                                e = None
+                            # None: too large to receive (the application answers the sender)
+                            fn(topic, e)
+                        except Exception as x:
+                            sys.print_exception(x)
+                    p = e = None
+                    if qos:
+                        while len(self._acks) >= _ACKS:
+                            self._room.clear()
+                            await self._room.wait()
+                            if gen != self._gen:
+                                return
+                        self._acks.append(pid)
+                        self._kick.set()
+                elif kind == _PUBACK:
+                    pid = p[o] << 8 | p[o + 1]
+                    if not pid:
+                        raise ValueError("pid 0")
+                    fl = self._fl
+                    for i in range(min(self._sent, len(fl))):
+                        q = fl[i]
+                        j = 1
+                        while q[j] > 127:       # the remaining length's last byte
+                            j += 1
+                        j += 3 + (q[j + 1] << 8 | q[j + 2])   # past the topic: the packet id
+                        if q[j] << 8 | q[j + 1] == pid:
+                            del fl[i]
+                            self._sent -= 1
+                            self._room.set()
+                            fn = self.conf[_ON_ACK]
+                            try:
+                                fn and fn(pid)
+                            except Exception as x:
+                                sys.print_exception(x)
+                            break
+                    # Not found: a late ack of a re-sent message. Ignore.
+                elif kind == _SUBACK:
+                    for i in range(o + 2, e):
+                        if p[i] > 2 and p[i] != 0x80:
+                            raise ValueError("suback rc")
+                    self.granted = bytes(p[o + 2:e])
+                elif kind == _CONNACK:
+                    raise ValueError("connack x2")
+                # PINGRESP and UNSUBACK only prove the broker is alive (_last_rx).
+        except Exception as e:
+            self._fail(gen, e)
 
     async def _writer(self, w, gen):
         """The only task that writes after CONNECT: one packet, drained, at a time.
@@ -759,43 +472,35 @@ class MQTTClient:
         """
         try:
             while gen == self._gen:
-                pkt = self._next_out()
-                if pkt is None:
+                acks = self._acks
+                if acks:
+                    pid = acks.pop(0)
+                    self._room.set()
+                    pkt = bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)) if pid else b"\xc0\x00"
+                elif self._sent < len(self._fl):
+                    pkt = self._fl[self._sent]
+                    self._sent += 1
+                elif self._q0:
+                    pkt = self._q0.pop(0)
+                    self._room.set()
+                elif self._bye == 1:
+                    pkt = b"\xe0\x00"  # DISCONNECT, last: what publish() accepted goes out first
+                else:
                     self._kick.clear()
                     await self._kick.wait()
                     continue
                 w.write(pkt)
                 await w.drain()
                 self._last_tx = ticks_ms()
-                if self._bye == 1 and pkt is DISCONNECT_PACKET:
+                if pkt[0] == 0xE0:
                     self._bye = 2
                     return
         except Exception as e:
             self._fail(gen, e)
 
-    def _next_out(self):
-        if self._ack_n:
-            pid = self._acks[self._ack_head]
-            self._ack_head = (self._ack_head + 1) % _ACK_RING
-            self._ack_n -= 1
-            self._acked.set()
-            return encode_puback(pid, self._ackbuf)
-        if self._ping:
-            self._ping = False
-            return PINGREQ_PACKET
-        if self._sent < len(self._fl_pkt):
-            self._sent += 1
-            return self._fl_pkt[self._sent - 1]
-        if self._q0:
-            self._room.set()
-            return self._q0.pop(0)
-        if self._bye == 1:
-            return DISCONNECT_PACKET  # last: what publish() accepted goes out first
-        return None
-
     async def _watchdog(self, gen):
         """Connect timeout, PINGREQ when idle, and drop when the broker goes silent."""
-        ka = self.keepalive * 1000
+        ka = self.conf[_KEEPALIVE] * 1000
         tick = min(ka // 4, 1000) if ka else 1000
         try:
             while gen == self._gen:
@@ -811,14 +516,13 @@ class MQTTClient:
                 if rx_idle >= ka * 3 // 2:
                     return self._fail(gen, _SILENT)
                 if ((ticks_diff(now, self._last_tx) >= ka or rx_idle >= ka)
-                        and ticks_diff(now, self._last_ping) >= ka // 2):
-                    self._last_ping = now
-                    self._ping = True
+                        and ticks_diff(now, self._t0) >= ka // 2):
+                    self._t0 = now
+                    if 0 not in self._acks:
+                        self._acks.append(0)
                     self._kick.set()
         except Exception as e:
             self._fail(gen, e)
-
-    # --- helpers --------------------------------------------------------------------------
 
     def _teardown(self):
         """Cancel our tasks, close the socket, keep unacked messages for the re-send."""
@@ -827,50 +531,33 @@ class MQTTClient:
             cur = asyncio.current_task()
         except RuntimeError:
             cur = None
-        tasks = self._tasks
-        for i in range(3):
-            t = tasks[i]
-            tasks[i] = None
-            if t is not None and t is not cur and not t.done():
-                t.cancel()
-        for s in (self._tls, self._sock):
-            if s is not None:
+        io = self._io
+        for i in range(5):
+            t = io[i]
+            io[i] = None
+            if t is None:
+                continue
+            if i > 2:
+                # Closing the TLS object does not always close the socket under it (not
+                # after a failed handshake), so both are closed.
                 try:
-                    s.close()
+                    t.close()
                 except Exception:
                     pass
-        self._sock = self._tls = None
+            elif t is not cur and not t.done():
+                t.cancel()
         for i in range(self._sent):
-            self._fl_pkt[i][0] |= _DUP  # a re-delivery
+            self._fl[i][0] |= _DUP  # a re-delivery
         self._sent = 0
         del self._q0[:]
-        self._ack_n = 0
-        self._ping = False
+        del self._acks[:]
         was = self._up
         self._up = False
         self._lost.set()
         self._room.set()
-        self._acked.set()
         if was:
-            self._call(self.on_state, False)
-
-    def _next_pid(self):
-        pid = self._pid
-        while True:
-            pid = pid % 65535 + 1
-            if pid != self._sub_pid and pid not in self._fl_pid:
-                self._pid = pid
-                return pid
-
-    def _call(self, fn, *args):
-        # A failing handler must not take the connection down with it.
-        if fn is None:
-            return
-        try:
-            fn(*args)
-        except Exception as e:
+            fn = self.conf[_ON_STATE]
             try:
-                import sys
-                sys.print_exception(e)
-            except AttributeError:
-                pass
+                fn and fn(False)
+            except Exception as x:
+                sys.print_exception(x)

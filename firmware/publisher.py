@@ -16,12 +16,14 @@ import json
 from time import ticks_add, ticks_diff
 
 import asyncio
+from micropython import const
 
-from firmware.mqtt import MQTTClient
+from firmware.mqtt import MQTTClient, link
 
-_STATE_MIN_MS = 1000  # retained state snapshot at most once a second
-_WINDOW = 8          # QoS 1 messages in flight: pipelined, yet bounded RAM (~3 KiB)
-_RX_BYTES = 2304      # a 2 KiB command (commands.MAX_BYTES) plus its topic and header
+_STATE_MIN_MS = const(1000)  # retained state snapshot at most once a second
+_WINDOW = const(8)           # QoS 1 messages in flight: pipelined, yet bounded RAM (~3 KiB)
+_RX_BYTES = const(2304)      # largest command received whole (commands.MAX_BYTES + topic, header),
+                             # in a buffer of its own while it arrives; larger: on_message(t, None)
 
 
 class Publisher:
@@ -29,12 +31,13 @@ class Publisher:
         self.app = app
         cfg = app.cfg
         b = cfg["broker"]
-        self.base = "qterm/v1/%s/%s/" % (cfg["site"], cfg["device"])
+        # (short literals: each one above ten characters costs a heap object)
+        self.base = "qterm/v1/" + cfg["site"] + "/" + cfg["device"] + "/"
         offline = json.dumps({"state": "offline", "dev": cfg["device"], "boot": app.boot_no})
         self.client = MQTTClient(
-            "qterm-%s-%s" % (cfg["site"], cfg["device"]), b["host"], b["port"],
+            "qterm-" + cfg["site"] + "-" + cfg["device"], b["host"], b["port"],
             keepalive=b["keepalive"], user=b.get("user"), password=b.get("password"),
-            ssl_context=tls_context(b, app.root),
+            ssl_context=link("tls_context", b, app.root) if b.get("tls") else None,
             server_hostname=(b.get("server_name") or b["host"]) if b.get("tls") else None,
             will=(self.base + "status", offline.encode(), True, 1),
             clean_session=False, window=_WINDOW, subs=[(self.base + "cmd", 1)], rx_size=_RX_BYTES,
@@ -108,10 +111,32 @@ class Publisher:
             if not self.client.connected():
                 continue
             try:
-                if self.fresh:
+                if self.fresh:  # (re)connected: announce presence first
                     self.fresh = False
-                    await self._announce()
-                await self._drain()
+                    from firmware.app import FIRMWARE  # loaded already: a lookup, not a load
+                    online = {"state": "online", "dev": self.app.cfg["device"], "boot": self.app.boot_no,
+                              "fw": FIRMWARE, "ts": self.app.now()}
+                    await self.client.publish(self.base + "status", json.dumps(online).encode(), qos=1,
+                                              retain=True)
+                    online = None
+                    self.state_dirty = True
+                # One pass of the outbox, one record in RAM at a time: records() finds its place
+                # again if the outbox changed while publish() waited for window space.
+                gen = self.app.outbox.records(self.sent)
+                evt = (self.base + "evt/").encode()
+                try:
+                    for seq, payload in gen:
+                        # The topic's last level is the event type, read without parsing the
+                        # JSON. Bytes throughout: making a str looks it up among all interned
+                        # names first.
+                        i = payload.find(b'"type":"') + 8
+                        t = payload[i:payload.find(b'"', i)] if i > 7 else b"unknown"
+                        pid = await self.client.publish(evt + t, payload, qos=1)
+                        self.inflight[pid] = seq
+                        self.sent = seq
+                finally:
+                    gen.close()
+                    gen = payload = evt = t = None  # this frame waits long: hold no record
                 if self.state_dirty:
                     now = self.app.hal.clock.ticks_ms()
                     due = 0 if last_state is None else _STATE_MIN_MS - ticks_diff(now, last_state)
@@ -135,43 +160,3 @@ class Publisher:
     async def _later(self, ms):
         await asyncio.sleep_ms(ms)
         self.flag.set()
-
-    async def _announce(self):
-        cfg = self.app.cfg
-        from firmware.app import FIRMWARE  # loaded already: a lookup, not a load
-        online = {"state": "online", "dev": cfg["device"], "boot": self.app.boot_no,
-                  "fw": FIRMWARE, "ts": self.app.now()}
-        await self.client.publish(self.base + "status", json.dumps(online).encode(), qos=1, retain=True)
-        self.state_dirty = True
-
-    async def _drain(self):
-        # One pass of the outbox, one record in RAM at a time: records() finds its place
-        # again if the outbox changed while publish() waited for window space.
-        gen = self.app.outbox.records(self.sent)
-        evt = (self.base + "evt/").encode()
-        try:
-            for seq, payload in gen:
-                # The topic's last level is the event type, read without parsing the JSON.
-                # Bytes throughout: making a str looks it up among all interned names first.
-                i = payload.find(b'"type":"') + 8
-                t = payload[i:payload.find(b'"', i)] if i > 7 else b"unknown"
-                pid = await self.client.publish(evt + t, payload, qos=1)
-                self.inflight[pid] = seq
-                self.sent = seq
-        finally:
-            gen.close()
-
-
-def tls_context(b, root):
-    """TLS with the CA certificate (DER) kept on flash and the broker's name checked
-    (broker.server_name, default broker.host); None for plain TCP."""
-    if not b.get("tls"):
-        return None
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ca = b.get("ca") or "ca.der"
-    path = ca if ca.startswith("/") else root + "/" + ca
-    with open(path, "rb") as f:
-        ctx.load_verify_locations(cadata=f.read())
-    return ctx

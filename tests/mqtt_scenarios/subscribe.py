@@ -1,4 +1,5 @@
-"""Subscribe (subs re-sent after every CONNACK) and print every message: MSG <topic> <payload>.
+"""Subscribe (subs re-sent after every CONNACK) and print every message: MSG <topic> <payload>
+(None when it was too large to receive).
 
 Prints SUBSCRIBED once the SUBACK arrived; exits after count= messages with BYE.
 """
@@ -16,7 +17,7 @@ got = [0]
 
 def on_message(topic, payload):
     got[0] += 1
-    say("MSG", topic, payload.decode())
+    say("MSG", topic, None if payload is None else payload.decode())
 
 
 async def main():
