@@ -9,7 +9,7 @@ from time import ticks_add, ticks_diff
 
 import asyncio
 
-from firmware import messages
+from firmware import messages, release
 from firmware.hall import Hall, Refused, event_facts
 from firmware.outbox import OutboxFull
 from firmware.rating import RatingPad, IDLE, SCORE, REASON
@@ -69,7 +69,7 @@ class App:
         """Recover state from flash (snapshot + replay of the outbox), then announce the boot."""
         from firmware import recovery
         replayed = recovery.recover(self)
-        _unload("firmware.recovery", "firmware.store")
+        release("recovery", "store")
         # Short power cycles must not keep the outbox from being released.
         self.since_snapshot = replayed
         self.publisher = Publisher(self)
@@ -78,13 +78,13 @@ class App:
         from firmware import texts
         texts.write(self.cfg, self.root)
         self.cfg = texts.compact(self.cfg)
-        _unload("firmware.texts", "firmware.store")
+        release("texts", "store")
         self.emit("device.boot", {"fw": FIRMWARE, "role": self.cfg["role"], "boot": self.boot_no,
                                   "replayed": replayed, "outbox_pending": self.outbox.pending(),
                                   "problems": self.problems + list(self.outbox.problems)})
         from firmware import recovery
         self.late_reply = recovery.config_outcome(self)   # a config.set answered after its restart
-        _unload("firmware.recovery", "firmware.store", "firmware.text")
+        release("recovery", "store", "text")
         now = self.now()
         if now < self.last_ts - 2:
             # The clock is behind the newest event: the RTC lost the time with the power
@@ -128,7 +128,7 @@ class App:
     def _stepped(self, before, after, source):
         from firmware import desk
         etype, data = desk.decide_clock(self.hall, before, after)
-        _unload("firmware.desk", "firmware.text")
+        release("desk", "text")
         data["source"] = source
         self.emit(etype, data)
 
@@ -139,7 +139,7 @@ class App:
             return False
         from firmware import desk
         evs = desk.decide_day(self.hall, now)
-        _unload("firmware.desk", "firmware.text")
+        release("desk", "text")
         for etype, data in evs:
             self.emit(etype, data)
         self.call = None
@@ -224,7 +224,7 @@ class App:
             self.since_snapshot = 0
         except (OSError, MemoryError) as e:
             self.fault_seen("snapshot", e)
-        _unload("firmware.recovery", "firmware.store")
+        release("recovery", "store")
 
     # ---- presses ---------------------------------------------------------------
     async def press(self, name):
@@ -295,7 +295,7 @@ class App:
     def _printer_refusal(self, code):
         from firmware import printer_status
         state = printer_status.paper_state(self.hal.printer)
-        _unload("firmware.printer_status")
+        release("printer_status")
         self._paper(state)
         if state in ("out", "offline"):
             reason = "paper_out" if state == "out" else "printer_offline"
@@ -316,7 +316,7 @@ class App:
             return ticket.render(self, d)
         finally:
             ticket = None
-            _unload("firmware.ticket", "firmware.escpos", "firmware.gb2312")
+            release("ticket", "escpos", "gb2312")
 
     async def _print(self, paper):
         try:
@@ -394,7 +394,7 @@ class App:
                 try:
                     events = [desk.decide(h, cid, key, now, args)]
                 finally:
-                    _unload("firmware.desk", "firmware.text")
+                    release("desk", "text")
         except Refused as e:
             self._show(messages.refusal(e.reason, self.langs, e.detail), "----", 4)
             return {"ok": False, "refused": e.reason, "detail": e.detail}
@@ -505,7 +505,7 @@ class App:
             last_hb = now_ms
             from firmware import report
             report.heartbeat(self)
-            _unload("firmware.report")
+            release("report")
         return last_hb
 
     def fault_seen(self, where, exc):
@@ -572,8 +572,7 @@ class App:
                         self.cmd_n -= 1
                 elif cmds is not None:  # none waits: give the RAM back
                     cmds = None
-                    _unload("firmware.commands", "firmware.config", "firmware.store", "firmware.text",
-                            "firmware.texts", "firmware.report", "firmware.config_keys")
+                    release("commands", "config", "store", "text", "texts", "report", "config_keys")
                 else:
                     self.cmd_wake.clear()
                     if q and q[0]:  # a quiet period runs: look at its end every second
@@ -637,16 +636,3 @@ class App:
             except Exception as e:
                 self.fault_seen("publisher", e)
                 await asyncio.sleep_ms(1000)
-
-
-def _unload(*names):
-    """Forget modules so their bytecode can be collected (the package keeps a reference too)."""
-    import sys
-    for name in names:
-        sys.modules.pop(name, None)
-        pkg, _, attr = name.rpartition(".")
-        try:
-            delattr(sys.modules[pkg], attr)
-        except (KeyError, AttributeError):
-            pass
-    gc.collect()

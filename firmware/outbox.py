@@ -42,10 +42,10 @@ segment rewriting (repair, compaction) and the clean-up after a failed write are
 firmware/outbox_repair.py, loaded for the one call that needs them and dropped again.
 """
 import binascii
-import gc
 import os
 import struct
-import sys
+
+from firmware import release
 
 try:
     from micropython import const
@@ -161,7 +161,7 @@ class Outbox:
             except MemoryError:
                 # the clean-up code could not even be loaded: a new segment is safe anyway
                 self._roll = True
-                self._problem("%s: partial record left after failed append: %r" % (path, err))
+                self._problem("torn", path)    # a partial record stays; boot drops it
             raise err
         if fresh:
             self._next_no = no + 1
@@ -181,7 +181,7 @@ class Outbox:
             return None
         rec = self._read_at(self._segs[-1][_NO], self._last_off)
         if rec is None:
-            self._problem("newest record unreadable")
+            self._problem("unreadable", "newest")
             return None
         return rec[0], rec[1]
 
@@ -227,7 +227,7 @@ class Outbox:
             except OSError:
                 pass
             if not run:
-                self._problem("%s: unreadable record at offset %d" % (self._name(no), off))
+                self._problem("unreadable", self._name(no), off)
                 return
             for seq, payload, _ in run:
                 if seq > done:
@@ -247,7 +247,7 @@ class Outbox:
             try:
                 self._save_meta()
             except OSError as e:
-                self._problem("ack pointer not saved: %r" % (e,))
+                self._problem("ack_lost", e)
         self._release()
 
     def flush_ack(self):
@@ -291,14 +291,8 @@ class Outbox:
             from firmware import outbox_repair
             return getattr(outbox_repair, what)(self, *args)
         finally:
-            if sys.implementation.name == "micropython":   # CPython: RAM to spare, slow imports
-                outbox_repair = None
-                sys.modules.pop("firmware.outbox_repair", None)
-                try:
-                    delattr(sys.modules["firmware"], "outbox_repair")
-                except (KeyError, AttributeError):
-                    pass
-                gc.collect()
+            outbox_repair = None
+            release("outbox_repair")
 
     def _make_room(self, need):
         """Overflow policy: released segments go first; compaction only loads its code
@@ -320,8 +314,11 @@ class Outbox:
     def _path(self, no):
         return "%s/%08d%s" % (self.root, no, _SUFFIX)
 
-    def _problem(self, text):
+    def _problem(self, text, *where):
+        """Note a problem for the next device.boot report: words, then where (file, offset, error)."""
         if len(self.problems) < _MAX_PROBLEMS:
+            for w in where:
+                text += " %s" % (w,)
             self.problems.append(text)
 
     def _save_meta(self):
@@ -388,7 +385,7 @@ class Outbox:
                     off += _HDR_LEN + h[1]
         except OSError:
             pass
-        self._problem("%s: unreadable at offset %d" % (self._name(seg[_NO]), off))
+        self._problem("unreadable", self._name(seg[_NO]), off)
         return None
 
     def _count_after(self, seg, after):
@@ -420,7 +417,7 @@ class Outbox:
             try:
                 _remove(self._path(segs[0][_NO]))
             except OSError as e:
-                self._problem("%s: cannot delete: %r" % (self._name(segs[0][_NO]), e))
+                self._problem("undeleted", self._name(segs[0][_NO]), e)
                 return
             segs.pop(0)
 

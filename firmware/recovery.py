@@ -26,7 +26,6 @@ import struct
 
 from firmware import store
 from firmware.envelope import Stamper, chain_hash, ZERO_PREV
-from firmware.hall import Hall
 from firmware.outbox import Outbox
 
 _STATES = ("open", "paused", "closed")
@@ -53,7 +52,7 @@ def recover(app):
             break
         except (OSError, ValueError, KeyError, IndexError, MemoryError) as e:
             app.problems.append("%s unusable: %s" % (name, e))
-            app.hall = Hall(app.cfg)
+            _fresh(app.hall, app.cfg)
     else:
         numbers = read_numbers(app.hall, root + "/numbers.bin", app.problems)
         seq = max(seq, numbers)
@@ -100,6 +99,23 @@ def recover(app):
             # The score was pressed before the power cut: keep it; the reason step is over.
             pad.restore_reason(pending["score"], pending.get("ms", 0), now_ms)
     return replayed
+
+
+def _fresh(hall, cfg):
+    """The hall as it was built, again, in the same objects: a half-read snapshot may have
+    filled some of it, and a second set of rings would not fit next to the first."""
+    for s in hall.services:
+        s.waiting.clear()
+        s.last = s.finished = 0
+        s.avg_s = s.default_avg
+    for c, k in zip(hall.counters, cfg["counters"]):
+        c.state, c.reason, c.staff = "open", "", k.get("staff")
+        c.direct.clear()
+        c.current = c.rating = None
+        c.priority_run = 0
+    hall.skipped.clear()
+    hall.day = ""
+    hall.day_start = 0
 
 
 def config_outcome(app):

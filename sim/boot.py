@@ -124,8 +124,8 @@ def main():
         _mkdirs(data_root)
     cfg, problems = load_config(opts["config"], data_root)
     # The validator is boot-only code: free its bytecode for the day's work.
-    from firmware.app import _unload
-    _unload("firmware.config", "firmware.text", "firmware.config_keys")
+    from firmware import release
+    release("config", "text", "config_keys")
     cfg["broker"]["host"], cfg["broker"]["port"] = opts["broker"]
 
     from sim.devices import SimHal

@@ -42,8 +42,7 @@ class Control:
                 except MemoryError:   # the device is short of heap: say so, keep the connection
                     out = b'{"ok": false, "error": "device out of memory"}'
                 line = reply = None
-                writer.write(out)
-                writer.write(b"\n")
+                writer.write(out + b"\n")   # one write: two would meet Nagle's delay (40 ms)
                 out = None
                 await writer.drain()
         except OSError:
@@ -85,9 +84,9 @@ class Control:
             return waiter[1]
         if op == "status":
             from firmware import report
-            from firmware.app import _unload
+            from firmware import release
             s = report.status(app)
-            _unload("firmware.report")
+            release("report")
             s["ok"] = True
             return s
         if op == "display":

@@ -9,10 +9,19 @@ library here), so this PID is the device and SIGKILL is a power cut.
 
 QTERM_HEAP (default 128K; the budget is 96K, see README) sets the heap; QTERM_ROMFS=0 loads plain .py files instead;
 QTERM_CODE_DIR=DIR runs firmware/ and hal/ from DIR (e.g. a tree deployed by tools/qterm).
+
+QTERM_MICROPYTHON=PATH runs the device under that micropython executable instead (exec: this
+PID stays the device), e.g. a 32-bit port built by bench/unixport.py, whose loader goes in
+QTERM_MICROPYTHON_PREFIX ("/usr/i686-linux-gnu/lib/ld-linux.so.2 --library-path /usr/i686-linux-gnu/lib").
+The layout follows from the same variables: QTERM_CODE_DIR -> deployed files, QTERM_ROMFS=0 ->
+sources, an executable with firmware/ and sim/ frozen in -> frozen, otherwise ROMFS. ROMFS and
+the restart on exit code 3 need the small helper bench/unixport.py links into its ports
+(bench/usermod/qterm_host): it maps the image in that process and re-runs the command line.
 """
 import ctypes
 import mmap
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -77,9 +86,113 @@ def map_image():
     return addr, size
 
 
+# Run by an executable with the qterm code frozen in: imports sim.main from the frozen modules.
+# It lives in a folder of its own: the script's folder is the first place imports look.
+_FROZEN_ENTRY = "import sim.main  # noqa: F401  (frozen; written by sim/launch.py)\n"
+_PROBE = ("import os, sys\nsys.path[:] = ['.frozen']\ntry:\n    import firmware, sim\n    f = 1\n"
+          "except ImportError:\n    f = 0\nprint('qterm-probe', os.getenv('QTERM_HOST') or 0, f)\n")
+
+
+def _die(msg):
+    sys.stderr.write("qterm-sim: " + msg + "\n")
+    sys.exit(2)
+
+
+def _probe(cmd):
+    """(has the bench helper, has firmware/ and sim/ frozen) for an external executable."""
+    env = dict(os.environ)
+    for k in ("QTERM_ROM_FILE", "QTERM_HOST_RESTART", "QTERM_HOST"):
+        env.pop(k, None)
+    try:
+        r = subprocess.run(cmd + ["-c", _PROBE], env=env, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _die("cannot run %s: %s" % (" ".join(cmd), e))
+    words = r.stdout.split()
+    if r.returncode != 0 or len(words) != 3 or words[0] != "qterm-probe":
+        _die("%s does not run as a micropython executable:\n%s" % (" ".join(cmd), (r.stderr or r.stdout).strip()))
+    return words[1] == "1", words[2] == "1"
+
+
+def _write_if_changed(path, make):
+    """Create path (a file with the given text, or a symlink to an existing file) atomically."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.%d" % (path, os.getpid())
+    if make.startswith("/"):
+        if os.path.islink(path) and os.readlink(path) == make:
+            return
+        os.symlink(make, tmp)
+    else:
+        try:
+            with open(path) as f:
+                if f.read() == make:
+                    return
+        except OSError:
+            pass
+        with open(tmp, "w") as f:
+            f.write(make)
+    os.replace(tmp, path)
+
+
+def _frozen_layout(args):
+    """(entry script, arguments) for an executable with the code frozen in; changes into the
+    folder that holds the firmware's data files.
+
+    Frozen modules are named firmware/app.py etc. (no folder), so the firmware finds
+    gb2312.bin and messages.txt as firmware/... in the current folder. That folder holds only
+    the data files, and it is not on sys.path (the entry script's folder is), so nothing
+    there hides the frozen firmware package."""
+    base = os.path.join(BUILD, "frozen")
+    entry = os.path.join(base, "entry", "qterm_frozen.py")
+    _write_if_changed(entry, _FROZEN_ENTRY)
+    data = os.path.join(base, "cwd")
+    for name in sorted(os.listdir(os.path.join(ROOT, "firmware"))):
+        if name.endswith((".bin", ".txt")):
+            _write_if_changed(os.path.join(data, "firmware", name), os.path.join(ROOT, "firmware", name))
+    out = []
+    for i, a in enumerate(args):  # paths given relative to where sim/run was started
+        out.append(os.path.abspath(a) if i and args[i - 1] in ("--config", "--state") else a)
+    os.chdir(data)
+    return entry, out
+
+
+def run_external(exe, heap):
+    """exec the simulator under an external micropython executable (never returns)."""
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
+        _die("QTERM_MICROPYTHON=%s is not an executable file" % exe)
+    cmd = shlex.split(os.environ.get("QTERM_MICROPYTHON_PREFIX", "")) + [os.path.abspath(exe)]
+    host, frozen = _probe(cmd)
+    env = dict(os.environ)
+    for k in ("QTERM_ROM", "QTERM_ROM_FILE", "QTERM_HOST", "QTERM_HOST_RESTART"):
+        env.pop(k, None)
+    script, args = os.path.join(ROOT, "sim", "main.py"), sys.argv[1:]
+    if os.environ.get("QTERM_CODE_DIR") or os.environ.get("QTERM_ROMFS", "1") == "0":
+        pass  # deployed files or sources: sim/main.py puts them on sys.path
+    elif frozen:
+        script, args = _frozen_layout(args)
+    elif host:
+        build_image()
+        env["QTERM_ROM_FILE"] = IMAGE  # the helper maps it and sets QTERM_ROM for sim/main.py
+    else:
+        _die("%s cannot map the ROMFS image (no qterm helper; build it with bench/unixport.py), "
+             "set QTERM_CODE_DIR or QTERM_ROMFS=0 instead" % exe)
+    if host:
+        env["QTERM_HOST_RESTART"] = "1"
+    else:
+        sys.stderr.write("qterm-sim: %s has no qterm helper: a restart (exit code 3) ends the process\n" % exe)
+    argv = cmd + ["-X", "heapsize=" + heap, script] + args
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(argv[0], argv, env)
+    except OSError as e:
+        _die("cannot run %s: %s" % (argv[0], e))
+
+
 def main():
-    import micropython_run
     heap = os.environ.get("QTERM_HEAP", "128K")
+    if os.environ.get("QTERM_MICROPYTHON"):
+        run_external(os.environ["QTERM_MICROPYTHON"], heap)
+    import micropython_run
     if os.environ.get("QTERM_ROMFS", "1") != "0" and not os.environ.get("QTERM_CODE_DIR"):
         build_image()
         os.environ["QTERM_ROM"] = "%d:%d" % map_image()

@@ -8,6 +8,8 @@
   manifest.json  {"format": 1, "firmware": version, "mpy": "v6.3", "files": [{"file",
                  "size", "sha256"}, ...], "root": [...], "total": bytes, "romfs": {...}}
   qterm.romfs    the same app/ tree as a ROMFS image (mpremote romfs build).
+  manifest.py    a MicroPython manifest that freezes firmware/ and hal/ into a firmware
+                 image: give it to the ESP32 port's build as FROZEN_MANIFEST (see below).
 
 ROMFS: on a board whose MicroPython has a ROMFS partition (vfs.rom_ioctl, 1.25+ builds
 configured with one), the image is mapped from flash: the bytecode runs in place and
@@ -16,6 +18,11 @@ Install it with `mpremote connect PORT romfs deploy build/device/qterm.romfs`, t
 /rom in /active (`mpremote connect PORT exec "open('/active','w').write('/rom')"`); boot.py
 then runs the firmware from /rom. Without such a partition use deploy (file slots; the
 .mpy files are loaded into the heap when imported).
+
+Frozen: `make -C ports/esp32 BOARD=... FROZEN_MANIFEST=$PWD/build/device/manifest.py` in a
+MicroPython source tree builds a firmware image with firmware/ and hal/ inside. Frozen code
+runs from flash and, unlike ROMFS, its names and function tables need no heap either. The
+data files (gb2312.bin, messages.txt) stay files on the board; manifest.py says where.
 """
 import concurrent.futures
 import hashlib
@@ -151,12 +158,58 @@ def build(src=ROOT, out=DEFAULT_OUT, mpy_cross=None, romfs=True):
             manifest["romfs"] = _entry(stage, "qterm.romfs")
         with open(os.path.join(stage, "manifest.json"), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1)
+        with open(os.path.join(stage, "manifest.py"), "w", encoding="utf-8") as f:
+            f.write(frozen_manifest(src, out, manifest["firmware"]))
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         os.rename(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return manifest
+
+
+def frozen_manifest(src, out, version):
+    """Text of out/manifest.py: the FROZEN_MANIFEST that freezes src's firmware/ and hal/."""
+    code = {"firmware": [], "hal": []}
+    data = []
+    for rel, kind in _sources(src):
+        top, _, rest = rel.partition("/")
+        if kind == "mpy":
+            code[top].append(rest)
+        elif kind == "data":
+            data.append(rel)
+    base = os.path.relpath(src, out).replace(os.sep, "/")
+    lines = [
+        "# qterm firmware %s frozen into a MicroPython firmware image (written by tools/qterm build)." % version,
+        "#   make -C ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=%s" % os.path.join(out, "manifest.py"),
+        "# Frozen bytecode runs from flash, and its names and function tables need no heap.",
+        "# boot.py and main.py stay files on the board's / (root/ of this build): MicroPython runs them from there.",
+        "",
+        "# The port's own frozen modules (asyncio and the rest) stay in the image.",
+        'include("$(PORT_DIR)/boards/manifest.py")',
+        "",
+        "# Paths are relative to this file: the source tree it was built from.",
+    ]
+    for pkg in ("firmware", "hal"):
+        lines.append("package(%r, base_path=%r, files=[" % (pkg, base))
+        lines.extend("    %r," % f for f in code[pkg])
+        lines.append("])")
+    lines += [
+        "",
+        "# Data files are not code and cannot be frozen: %s." % ", ".join(data),
+        "# A frozen module's __file__ is firmware/<name>.py (no folder), so the firmware opens them as",
+        "# firmware/<file> from the current folder, / on the board. Copy them there from app/ of this build:",
+        "#   mpremote connect PORT mkdir :firmware",
+    ]
+    lines.extend("#   mpremote connect PORT cp app/%s :%s" % (d, d) for d in data)
+    lines += [
+        "# /firmware is then found through sys.path's '' entry, which MicroPython searches before",
+        "# '.frozen', and would hide the frozen package: write '.frozen' to /active, and the firmware's",
+        "# boot.py (firmware/device/boot.py) puts '.frozen' first on sys.path.",
+        "#   mpremote connect PORT exec \"open('/active','w').write('.frozen')\"",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _mpy_version(mpy):
@@ -194,5 +247,6 @@ def run(args):
     print("  root/  %3d files %8d bytes  (%s)" % (len(m["root"]), rootsize, ", ".join(e["file"] for e in m["root"])))
     if "romfs" in m:
         print("  qterm.romfs      %8d bytes  (for boards with a ROMFS partition)" % m["romfs"]["size"])
+    print("  manifest.py      (FROZEN_MANIFEST for a MicroPython firmware image with this code frozen in)")
     print("total %d bytes on the board's filesystem; manifest %s" % (m["total"] + rootsize, os.path.join(out, "manifest.json")))
     return 0

@@ -168,8 +168,8 @@ def main():
     cfg = load_config()
     if cfg is None:
         return
-    from firmware.app import _unload
-    _unload("firmware.config", "firmware.text", "firmware.config_keys")  # boot-only code: its bytecode is worth more as free RAM
+    from firmware import release
+    release("config", "text", "config_keys")  # boot-only code: its bytecode is worth more as free RAM
     try:
         hal = build_hal(cfg)
     except (ValueError, OSError) as e:
