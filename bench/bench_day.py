@@ -82,7 +82,7 @@ def main():
     heap = os.environ.get("QTERM_HEAP", "96K")
     print("bench_day: %d tickets, two counters, heap %s, printer.settle_ms %d" % (a.tickets, heap, a.settle_ms))
     with Broker() as b:
-        sim = Sim(b.port, day_config(a.settle_ms))
+        sim = Sim(b.port, day_config(a.settle_ms), heap=heap)   # the heap printed above is the one used
         try:
             sim.start()
             t0 = time.time()
