@@ -17,6 +17,6 @@ def release(*names):
         sys.modules.pop("firmware." + name, None)
         try:
             delattr(pkg, name)
-        except AttributeError:
+        except (AttributeError, KeyError):    # not loaded (MicroPython says KeyError)
             pass
     gc.collect()
