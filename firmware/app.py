@@ -76,9 +76,12 @@ class App:
         # From here on the firmware needs only a small part of the config in RAM; the
         # hall's own words go to flash (firmware/texts.py).
         from firmware import texts
-        texts.write(self.cfg, self.root)
+        try:
+            texts.write(self.cfg, self.root)
+        except (OSError, MemoryError) as e:   # names then show as codes; the terminal serves
+            self.problems.append("texts.txt not written: %r" % (e,))
         self.cfg = texts.compact(self.cfg)
-        release("texts", "store")
+        release("texts")
         self.emit("device.boot", {"fw": FIRMWARE, "role": self.cfg["role"], "boot": self.boot_no,
                                   "replayed": replayed, "outbox_pending": self.outbox.pending(),
                                   "problems": self.problems + list(self.outbox.problems)})

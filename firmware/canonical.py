@@ -21,6 +21,8 @@ Example: dumps({"b": [1, True, None], "a": "é" + chr(10)}) is the UTF-8 of
          {"a":"é\u000a","b":[1,true,null]}
 """
 
+# Error messages are short on purpose: one of more than 10 characters costs a string object
+# in RAM on the device, and the exception type says most of it.
 _HEX = b"0123456789abcdef"
 
 
@@ -45,13 +47,13 @@ def dump_into(buf, obj):
     elif isinstance(obj, int):
         buf += b"%d" % obj
     elif isinstance(obj, float):
-        raise ValueError("canonical JSON has no floats: %r" % (obj,))
+        raise ValueError("no floats")
     elif isinstance(obj, dict):
         buf += b"{"
         first = True
         for k in sorted(obj):
             if not isinstance(k, str):
-                raise TypeError("canonical JSON object keys must be str: %r" % (k,))
+                raise TypeError("key type")
             if not first:
                 buf += b","
             first = False
@@ -69,7 +71,7 @@ def dump_into(buf, obj):
             dump_into(buf, v)
         buf += b"]"
     else:
-        raise TypeError("canonical JSON cannot encode %s" % (type(obj).__name__,))
+        raise TypeError(type(obj).__name__)
 
 
 def _string(buf, s):
@@ -96,7 +98,7 @@ def _string(buf, s):
             start = i + 1
         elif c == 0xED and i + 1 < n and b[i + 1] >= 0xA0:
             # MicroPython stores surrogates as ED A0..BF xx; CPython refuses them above.
-            raise ValueError("canonical JSON strings cannot hold surrogates")
+            raise ValueError("surrogate")
     if start == 0:
         buf += b
     elif start < n:

@@ -52,11 +52,11 @@ class Stamper:
         encoded canonically, e.g. a float.
         """
         if not isinstance(type, str) or not type:
-            raise ValueError("event type must be a non-empty str")
+            raise ValueError("type")
         if not isinstance(data, dict):
-            raise ValueError("event data must be a dict")
+            raise ValueError("data")
         if not isinstance(ts, int) or ts is True or ts is False:
-            raise ValueError("event ts must be int seconds")
+            raise ValueError("ts")
         seq = self.seq + 1
         buf = self._buf
         buf[:] = b""  # keeps the allocation

@@ -6,7 +6,6 @@ Held as the config's dicts they would take ~5 KiB of a 96 KiB heap all day long.
     hall, notice, svc.<code>, ctr.<id>, reason.<n> (n = 0.. in button order)
 Written at boot and when a config change touches them. Boot/config code: loaded, then released.
 """
-from firmware import store
 
 # What the running firmware reads from its config; the rest (services, counters, queue, key,
 # broker, outbox, board, wifi) is copied into the objects built from it at boot.
@@ -44,11 +43,14 @@ def lines(cfg):
 
 
 def write(cfg, root):
-    """texts.txt from cfg, written temp-then-rename (tabs and line breaks in a text become spaces)."""
-    out = []
-    for key, a, b in lines(cfg):
-        out.append("%s\t%s\t%s\n" % (key, _flat(a), _flat(b)))
-    store.write_atomic(root + "/texts.txt", "".join(out))
+    """texts.txt from cfg, written line by line, temp-then-rename (tabs and line breaks in a
+    text become spaces)."""
+    import os
+    path = root + "/texts.txt"
+    with open(path + ".tmp", "w") as f:
+        for key, a, b in lines(cfg):
+            f.write("%s\t%s\t%s\n" % (key, _flat(a), _flat(b)))
+    os.rename(path + ".tmp", path)
 
 
 def _flat(s):

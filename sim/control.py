@@ -8,7 +8,7 @@ import json
 
 import asyncio
 
-_MAX_LINE = 4096
+_MAX_LINE = 320    # a request and its newline (the longest real one is ~100 bytes): per connection
 _PAPER = ("ok", "near_end", "out", "offline")
 
 
@@ -28,23 +28,34 @@ class Control:
         await self.app.run()
 
     async def _client(self, reader, writer):
+        """Serve one connection: lines are gathered in a buffer of their own (a socket's
+        readline grows a new one for every line, and a MemoryError there would drop the line),
+        so a request is always answered, if only with "device out of memory"."""
+        buf = bytearray(_MAX_LINE)
+        mv = memoryview(buf)
+        n = 0          # bytes in buf
+        skip = False   # inside a line longer than buf: answered once, then skipped to its end
         try:
             while True:
-                line = await reader.readline()
-                if not line:
+                got = await reader.readinto(mv[n:])
+                if not got:
                     break
-                try:
-                    if len(line) > _MAX_LINE:
-                        reply = {"ok": False, "error": "request longer than %d bytes" % _MAX_LINE}
+                n += got
+                while True:
+                    end = buf.find(b"\n", 0, n)
+                    if end < 0:
+                        if n == _MAX_LINE:      # no end in sight: refuse, drop what is here
+                            if not skip:
+                                await self._answer(writer, None)
+                            skip = True
+                            n = 0
+                        break
+                    if skip:
+                        skip = False
                     else:
-                        reply = await self.handle(line)
-                    out = json.dumps(reply).encode()
-                except MemoryError:   # the device is short of heap: say so, keep the connection
-                    out = b'{"ok": false, "error": "device out of memory"}'
-                line = reply = None
-                writer.write(out + b"\n")   # one write: two would meet Nagle's delay (40 ms)
-                out = None
-                await writer.drain()
+                        await self._answer(writer, bytes(mv[:end]))
+                    buf[:n - end - 1] = mv[end + 1:n]
+                    n -= end + 1
         except OSError:
             pass
         finally:
@@ -53,6 +64,20 @@ class Control:
                 await writer.wait_closed()
             except OSError:
                 pass
+
+    async def _answer(self, writer, line):
+        try:
+            if line is None:
+                reply = {"ok": False, "error": "request longer than %d bytes" % (_MAX_LINE - 1)}
+            else:
+                reply = await self.handle(line)
+            out = json.dumps(reply).encode() + b"\n"   # one write: two meet Nagle's delay (40 ms)
+        except MemoryError:   # the device is short of heap: say so, keep the connection
+            out = b'{"ok": false, "error": "device out of memory"}\n'
+        line = reply = None
+        writer.write(out)
+        out = None
+        await writer.drain()
 
     async def handle(self, line):
         try:

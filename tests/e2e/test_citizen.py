@@ -67,6 +67,9 @@ def test_control_port_rejects_junk_without_harm(sim):
     assert sim.ask({"op": "paper", "state": "wet"})["ok"] is False
     assert sim.ask({"op": "press", "button": "self_destruct"})["ok"] is False
     assert sim.status()["ok"]
+    long_line = sim.ask({"op": "press", "button": "x" * 2000})
+    assert long_line["ok"] is False and "longer than" in long_line["error"], long_line
+    assert sim.ask({"op": "display"})["ok"]       # still one reply per request
 
 
 def _evt_seqs(sub, after):
