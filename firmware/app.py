@@ -203,19 +203,16 @@ class App:
                 try:
                     self.hall.apply(etype, data, ts)
                 except MemoryError:
-                    self._behind_flash()
+                    # durable, but the state could not take it: only a restart (which rebuilds
+                    # the state from flash) makes them equal again; the timers do it next tick
+                    self.behind = True
+                    self.fault_seen("apply", MemoryError())
             self.since_snapshot += 1
             if self.since_snapshot >= SNAPSHOT_EVERY or etype == "day.reset":
                 self.snapshot()
         if self.publisher:
             self.publisher.wake(stateful)
         return True
-
-    def _behind_flash(self):
-        """The event is durable but the state could not take it: only a restart (which
-        rebuilds the state from flash) makes them equal again; the timers do it next tick."""
-        self.behind = True
-        self.fault_seen("apply", MemoryError())
 
     def snapshot(self):
         """Write the hall's snapshot so the outbox can release what it covers. Only an
@@ -234,41 +231,41 @@ class App:
         """Handle one debounced press; returns a result dict (also given to buttons.handled).
         Running short of memory is an answer, not a crash: nothing was made durable."""
         try:
-            return await self._press(name)
+            cid = self.home
+            if "@" in name:
+                name, cid = name.split("@", 1)
+            if self.behind:
+                return {"ok": False, "refused": "restarting"}
+            self.check_clock()
+            if name.startswith("ticket:"):
+                if self.printing:
+                    self.stats["ignored"] += 1
+                    return {"ok": True, "ignored": "printing"}
+                parts = name.split(":")
+                kind = "priority" if len(parts) > 2 and parts[2] == "priority" else "normal"
+                return await self.issue(parts[1], kind)
+            if name.startswith("rate") and len(name) == 5 and name[4] in "12345":
+                return self.rate(cid, int(name[4]))
+            if name in ("next", "recall", "skip", "finish", "pause"):
+                return self.staff_key(cid, name)
+            self.stats["ignored"] += 1
+            return {"ok": False, "error": "unknown button %r" % name}
         except MemoryError:
             gc.collect()
             self.stats["refused"] += 1
             self._show(messages.refusal("memory", self.langs), "----", 4)
             return {"ok": False, "refused": "memory"}
 
-    async def _press(self, name):
-        cid = self.home
-        if "@" in name:
-            name, cid = name.split("@", 1)
-        if self.behind:
-            return {"ok": False, "refused": "restarting"}
-        self.check_clock()
-        if name.startswith("ticket:"):
-            if self.printing:
-                self.stats["ignored"] += 1
-                return {"ok": True, "ignored": "printing"}
-            parts = name.split(":")
-            kind = "priority" if len(parts) > 2 and parts[2] == "priority" else "normal"
-            return await self.issue(parts[1], kind)
-        if name.startswith("rate") and len(name) == 5 and name[4] in "12345":
-            return self.rate(cid, int(name[4]))
-        if name in ("next", "recall", "skip", "finish", "pause"):
-            return self.staff_key(cid, name)
-        self.stats["ignored"] += 1
-        return {"ok": False, "error": "unknown button %r" % name}
-
     async def issue(self, code, kind, appointment=None, printed=True):
         self.printing = True
         try:
             if printed:
-                refusal = self._printer_refusal(code)
-                if refusal:
-                    return refusal
+                from firmware import printer_status
+                state = printer_status.check(self)
+                release("printer_status")
+                if state == "out" or state == "offline":
+                    return self._refuse({"service": code, "reason": "paper_out" if state == "out"
+                                         else "printer_offline", "day": self.hall.day})
             self.new_day_if_due()
             etype, data = self.hall.decide_issue(code, kind, self.now(), appointment)
             if etype == "ticket.refused":
@@ -295,22 +292,6 @@ class App:
         self._show(messages.refusal(data["reason"], self.langs), "----", 5)
         return {"ok": False, "refused": data["reason"]}
 
-    def _printer_refusal(self, code):
-        from firmware import printer_status
-        state = printer_status.paper_state(self.hal.printer)
-        release("printer_status")
-        self._paper(state)
-        if state in ("out", "offline"):
-            reason = "paper_out" if state == "out" else "printer_offline"
-            return self._refuse({"service": code, "reason": reason, "day": self.hall.day})
-        return None
-
-    def _paper(self, state):
-        if state != self.paper:
-            self.paper = state
-            self.emit("printer.status", {"state": state})
-            self.hal.indicator.set("paper", state != "ok")
-
     def _layout(self, d):
         """The ESC/POS bytes of ticket d (about 600 bytes). The layout, ESC/POS and GB2312
         code is loaded only while a ticket prints: its bytecode is worth more as free RAM."""
@@ -326,7 +307,9 @@ class App:
             await self.hal.printer.send(paper)
         except OSError:
             # The number is on the display and in the queue; staff see the printer fault.
-            self._paper("offline")
+            from firmware import printer_status
+            printer_status.changed(self, "offline")
+            release("printer_status")
             return
         paper = None
         # The cutter needs a moment after the last byte; presses meanwhile are dropped.
@@ -352,13 +335,6 @@ class App:
             self._home_screen()
             return {"ok": True, "stage": "reason"}
         return self._submit_rating(pad, data)
-
-    def _reason_lines(self):
-        out = messages.lines("reason", self.langs)
-        # Each reason is labelled with the button that picks it (rate5 = the first reason).
-        out.append(" ".join("[%d]%s" % (5 - i, messages.hall_text("reason.%d" % i, code)[0])
-                            for i, code in enumerate(self.cfg["rating"]["codes"])))
-        return out
 
     def _submit_rating(self, pad, data):
         data["day"] = self.hall.day
@@ -464,7 +440,11 @@ class App:
         elif pad.stage == SCORE:
             self._show(messages.lines("rate", self.langs, pad.ticket), pad.ticket, 0)
         elif pad.stage == REASON:
-            self._show(self._reason_lines(), pad.ticket, 0)
+            lines = messages.lines("reason", self.langs)
+            # each reason is labelled with the button that picks it (rate5 = the first reason)
+            lines.append(" ".join("[%d]%s" % (5 - i, messages.hall_text("reason.%d" % i, code)[0])
+                                  for i, code in enumerate(self.cfg["rating"]["codes"])))
+            self._show(lines, pad.ticket, 0)
         elif self.call:
             self._show(list(self.call[0]), self.call[1], 0)
         else:
@@ -472,44 +452,38 @@ class App:
 
     # ---- background work -------------------------------------------------------
     async def timers(self):
-        """Rating windows, display timeouts, business day change, heartbeats."""
-        hb_every = self.cfg["heartbeat_s"] * 1000
+        """Every 200 ms: clock, rating windows, display timeout, business day change, heartbeat."""
         last_hb = self.hal.clock.ticks_ms()
         while True:
             await asyncio.sleep_ms(200)
             try:
-                last_hb = self._tick(last_hb, hb_every)
+                if self.behind:
+                    self.restart()
+                self.check_clock()
+                now_ms = self.hal.clock.ticks_ms()
+                for pad in self.pads.values():
+                    res = pad.tick(now_ms)
+                    if res is None:
+                        continue
+                    if res[0] == "submit":
+                        self._submit_rating(pad, res[1])
+                    else:
+                        self._expire(pad)
+                        self._home_screen()
+                if self.screen_until and ticks_diff(now_ms, self.screen_until) >= 0:
+                    self.screen_until = 0
+                    self.hal.indicator.set("thanks", False)
+                    self._home_screen()
+                if not self.printing and self.new_day_if_due():
+                    self._home_screen()
+                if ticks_diff(now_ms, last_hb) >= self.cfg["heartbeat_s"] * 1000:
+                    last_hb = now_ms
+                    from firmware import report
+                    report.heartbeat(self)
+                    release("report")
             except Exception as e:  # a failing timer (even MemoryError) must not stop the others
                 self.fault_seen("timers", e)
                 await asyncio.sleep_ms(1000)
-
-    def _tick(self, last_hb, hb_every):
-        """One pass of the timers: clock, rating windows, display timeout, new day, heartbeat."""
-        if self.behind:
-            self.restart()
-        self.check_clock()
-        now_ms = self.hal.clock.ticks_ms()
-        for pad in self.pads.values():
-            res = pad.tick(now_ms)
-            if res is None:
-                continue
-            if res[0] == "submit":
-                self._submit_rating(pad, res[1])
-            else:
-                self._expire(pad)
-                self._home_screen()
-        if self.screen_until and ticks_diff(now_ms, self.screen_until) >= 0:
-            self.screen_until = 0
-            self.hal.indicator.set("thanks", False)
-            self._home_screen()
-        if not self.printing and self.new_day_if_due():
-            self._home_screen()
-        if ticks_diff(now_ms, last_hb) >= hb_every:
-            last_hb = now_ms
-            from firmware import report
-            report.heartbeat(self)
-            release("report")
-        return last_hb
 
     def fault_seen(self, where, exc):
         """Count and print an unexpected error in a background task; the task carries on."""

@@ -148,3 +148,4 @@ def decide_clock(hall, before, after):
     dropping anyone or restarting the numbers)."""
     day = calendar.business_day(after, hall.tz, hall.reset_hour)[0]
     return ("clock.set", {"from": before, "to": after, "day": day if day > hall.day else hall.day})
+

@@ -76,3 +76,17 @@ def paper_state(port, timeout_ms=300):
     if state:
         return state
     return _ask(port, GS_R_1, decode_gs_r1, timeout_ms) or OFFLINE
+
+
+def check(app):
+    """Ask the printer before a ticket; a change is announced (printer.status) and lit."""
+    state = paper_state(app.hal.printer)
+    changed(app, state)
+    return state
+
+
+def changed(app, state):
+    if state != app.paper:
+        app.paper = state
+        app.emit("printer.status", {"state": state})
+        app.hal.indicator.set("paper", state != "ok")
