@@ -148,12 +148,7 @@ def main():
         sim = Sim(b.port, fast_config())
         try:
             sim.start()
-            deadline = time.time() + 20
-            while not sim.status()["connected"]:
-                if time.time() > deadline:
-                    sys.exit("the simulator never connected:\n" + sim.output())
-                time.sleep(0.05)
-            sim.wait_drained()
+            sim.wait_connected()
             time.sleep(1.2)  # let the boot-time `state` go out
             sent = []
             t_start = time.time()

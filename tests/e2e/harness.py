@@ -118,6 +118,15 @@ class Sim:
         except OSError:
             return b""
 
+    def wait_connected(self, timeout=20):
+        """Wait until the device's MQTT session is up and its outbox delivered."""
+        deadline = time.time() + timeout
+        while not self.status()["connected"]:
+            if time.time() > deadline:
+                raise RuntimeError("the simulator never connected:\n" + self.output())
+            time.sleep(0.05)
+        return self.wait_drained()
+
     def wait_drained(self, timeout=10):
         deadline = time.time() + timeout
         while time.time() < deadline:
