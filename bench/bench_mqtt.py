@@ -28,7 +28,6 @@ if sys.implementation.name != "micropython":  # MicroPython runs only heap_child
     import statistics
     import subprocess
     import tempfile
-    import time
 
     ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, ROOT)
