@@ -10,7 +10,7 @@ from time import ticks_add, ticks_diff
 import asyncio
 
 from firmware import messages, release
-from firmware.hall import Hall, Refused, event_facts
+from firmware.hall import Refused, event_facts
 from firmware.outbox import OutboxFull
 from firmware.rating import RatingPad, IDLE, SCORE, REASON
 from firmware.publisher import Publisher
@@ -28,7 +28,9 @@ class App:
         self.cfg = cfg
         self.langs = cfg["languages"]
         self.root = hal.storage.root
-        self.hall = Hall(cfg)
+        from firmware import hall_setup
+        self.hall = hall_setup.build(cfg)
+        release("hall_setup")
         messages.TEXTS = self.root + "/texts.txt"
         r = cfg["rating"]
         codes = tuple(x["code"] for x in r["reasons"])
@@ -360,13 +362,9 @@ class App:
         try:
             if key == "next":
                 events = h.decide_next(cid, now)
-            elif key == "recall":
-                events = [h.decide_recall(cid, now)]
-            elif key == "skip":
-                events = [h.decide_skip(cid, now)]
             elif key == "finish":
                 events = [h.decide_finish(cid, now)]
-            else:
+            else:   # recall, skip and the rest are decided in desk (loaded per use)
                 if key == "pause" and "reason" not in args and h.counter(cid).state != "open":
                     key = "resume"  # the pause key toggles
                 from firmware import desk

@@ -19,15 +19,6 @@ def civil(days):
     return (y + 1 if m <= 2 else y, m, d)
 
 
-def local_parts(epoch, tz_offset_min):
-    """(y, m, d, hh, mm, ss) of local wall time."""
-    t = epoch + tz_offset_min * 60
-    days = t // 86400
-    s = t - days * 86400
-    y, m, d = civil(days)
-    return (y, m, d, s // 3600, (s // 60) % 60, s % 60)
-
-
 def business_day(epoch, tz_offset_min, reset_hour):
     """(day string 'YYYY-MM-DD', epoch when that business day started).
 
@@ -49,5 +40,8 @@ def local_minute(epoch, tz_offset_min):
 
 def stamp(epoch, tz_offset_min):
     """'YYYY-MM-DD HH:MM' local, for tickets and displays."""
-    p = local_parts(epoch, tz_offset_min)
-    return "%04d-%02d-%02d %02d:%02d" % p[:5]
+    t = epoch + tz_offset_min * 60
+    days = t // 86400
+    s = t - days * 86400
+    y, m, d = civil(days)
+    return "%04d-%02d-%02d %02d:%02d" % (y, m, d, s // 3600, (s // 60) % 60)

@@ -22,7 +22,21 @@ Example: dumps({"b": [1, True, None], "a": "é" + chr(10)}) is the UTF-8 of
 """
 
 # Error messages are short on purpose: one of more than 10 characters costs a string object
-# in RAM on the device, and the exception type says most of it.
+# in RAM on the device, and the exception type says most of it. Likewise every bytes literal
+# is an object in RAM: single punctuation bytes are appended as numbers instead.
+try:
+    from micropython import const
+except ImportError:  # CPython; not a def: even unused, its code would take RAM on the device
+    const = int      # the constants here are ints, and int(x) is x
+
+_QUOTE = const(0x22)      # "
+_COMMA = const(0x2C)      # ,
+_COLON = const(0x3A)      # :
+_LBRACKET = const(0x5B)   # [
+_BACKSLASH = const(0x5C)  # \
+_RBRACKET = const(0x5D)   # ]
+_LBRACE = const(0x7B)     # {
+_RBRACE = const(0x7D)     # }
 _HEX = b"0123456789abcdef"
 
 
@@ -49,27 +63,27 @@ def dump_into(buf, obj):
     elif isinstance(obj, float):
         raise ValueError("no floats")
     elif isinstance(obj, dict):
-        buf += b"{"
+        buf.append(_LBRACE)
         first = True
         for k in sorted(obj):
             if not isinstance(k, str):
                 raise TypeError("key type")
             if not first:
-                buf += b","
+                buf.append(_COMMA)
             first = False
             _string(buf, k)
-            buf += b":"
+            buf.append(_COLON)
             dump_into(buf, obj[k])
-        buf += b"}"
+        buf.append(_RBRACE)
     elif isinstance(obj, (list, tuple)):
-        buf += b"["
+        buf.append(_LBRACKET)
         first = True
         for v in obj:
             if not first:
-                buf += b","
+                buf.append(_COMMA)
             first = False
             dump_into(buf, v)
-        buf += b"]"
+        buf.append(_RBRACKET)
     else:
         raise TypeError(type(obj).__name__)
 
@@ -80,17 +94,16 @@ def _string(buf, s):
     # allocates nothing per character.
     b = s.encode()  # CPython raises UnicodeEncodeError (a ValueError) on surrogates
     n = len(b)
-    buf += b'"'
+    buf.append(_QUOTE)
     start = 0
     for i in range(n):
         c = b[i]
-        if c < 0x20 or c == 0x22 or c == 0x5C:
+        if c < 0x20 or c == _QUOTE or c == _BACKSLASH:
             if start < i:
                 buf += b[start:i]
-            if c == 0x22:
-                buf += b'\\"'
-            elif c == 0x5C:
-                buf += b"\\\\"
+            if c >= 0x20:   # \" and \\
+                buf.append(_BACKSLASH)
+                buf.append(c)
             else:
                 buf += b"\\u00"
                 buf.append(_HEX[c >> 4])
@@ -103,4 +116,4 @@ def _string(buf, s):
         buf += b
     elif start < n:
         buf += b[start:]
-    buf += b'"'
+    buf.append(_QUOTE)

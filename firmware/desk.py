@@ -1,17 +1,22 @@
-"""Decisions that happen a few times a day: pause/resume, close, transfer (AB岗), requeue a
-returned no-show, staff sign-in - and the hall's calendar: a new business day, a clock step.
+"""Decisions that happen a few times a day: recall and skip a citizen who does not come,
+pause/resume, close, transfer (AB岗), requeue a returned no-show, staff sign-in - and the hall's
+calendar: a new business day, a clock step.
 
 Separate from firmware.hall so the common path (issue, call, finish, rate) costs no RAM for
 it: the app imports this module when needed and lets it go afterwards. Like the hall's
 decide_* methods, every function here only decides: it returns an event or raises Refused.
 """
-from firmware import calendar, text
+from firmware import calendar
 from firmware.hall import Refused
 from firmware.ticketring import REQUEUED
 
 
 def decide(hall, cid, action, now, args):
     """The event for a counter action with arguments (from a keypad or a backend command)."""
+    if action == "recall":
+        return recall(hall, cid)
+    if action == "skip":
+        return skip(hall, cid)
     if action == "transfer":
         return transfer(hall, cid, args.get("to_service"), args.get("to_counter"))
     if action == "requeue":
@@ -21,7 +26,7 @@ def decide(hall, cid, action, now, args):
         return requeue(hall, ticket, cid)
     if action == "pause":
         reason = args.get("reason")
-        if reason and not text.ok(reason):  # it goes into a signed event
+        if reason and not _printable(reason):  # it goes into a signed event
             raise Refused("bad_args", "reason")
         return pause(hall, cid, reason)
     if action == "resume":
@@ -30,7 +35,7 @@ def decide(hall, cid, action, now, args):
         return close(hall, cid)
     if action == "signin":
         staff = args.get("staff")
-        if not text.ok(staff):  # it goes into signed events
+        if not _printable(staff):  # it goes into signed events
             raise Refused("bad_args", "staff")
         return signin(hall, cid, staff)
     if action == "signout":
@@ -38,9 +43,41 @@ def decide(hall, cid, action, now, args):
     raise Refused("unknown_action", action)
 
 
+def _printable(s):
+    # firmware.text is imported only here: recall and skip, the common actions, need none of it
+    from firmware import text
+    return text.ok(s)
+
+
+def _current(hall, cid):
+    c = hall.counter(cid)
+    if c.current is None:
+        raise Refused("not_serving")
+    return c, c.current
+
+
+def recall(hall, cid):
+    """Call the citizen being served again; after max_recalls calls it is a no-show (skipped)."""
+    c, cur = _current(hall, cid)
+    d = hall._ticket_fields(c, cur)
+    if cur[6] >= hall.max_recalls:
+        d["auto"] = True
+        return ("ticket.skipped", d)
+    d["count"] = cur[6] + 1
+    return ("ticket.recalled", d)
+
+
+def skip(hall, cid):
+    """过号: the citizen called did not come; the ticket may be requeued later."""
+    c, cur = _current(hall, cid)
+    d = hall._ticket_fields(c, cur)
+    d["auto"] = False
+    return ("ticket.skipped", d)
+
+
 def transfer(hall, cid, to_service=None, to_counter=None):
     """Hand the ticket being served to another service or counter; it goes first in line there."""
-    c, cur = hall._current(cid)
+    c, cur = _current(hall, cid)
     d = hall._ticket_fields(c, cur)
     if to_counter is not None:
         t = hall.counter(to_counter)
@@ -52,7 +89,9 @@ def transfer(hall, cid, to_service=None, to_counter=None):
             raise Refused("queue_full")
         d["to_counter"] = t.id
     elif to_service is not None:
-        s = hall.service(to_service)
+        s = hall.by_code.get(to_service)
+        if s is None:
+            raise Refused("unknown_service", to_service)
         if s.waiting.full():
             raise Refused("queue_full")
         d["to_service"] = s.code

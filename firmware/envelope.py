@@ -18,7 +18,7 @@ import hashlib
 from firmware import canonical
 from firmware.hmac256 import HMAC256
 
-ZERO_PREV = "0" * 32
+ZERO_PREV = "00000000000000000000000000000000"   # a literal: "0" * 32 would be built in RAM
 
 
 def chain_hash(payload):
@@ -40,9 +40,10 @@ class Stamper:
         self.prev = prev
         self.hm = HMAC256(key)   # the device key's HMAC (commands are checked with it too)
         # Keys sort as boot, data, dev, mac, prev, seq, ts, type, v: the parts before
-        # "data" and from "dev" to the mac value are the same for every event.
-        self._head = b'{"boot":' + canonical.dumps(boot) + b',"data":'
-        self._mid = b',"dev":' + canonical.dumps(dev) + b',"mac":"' + b"0" * 32 + b'",'
+        # "data" and from "dev" to "prev" are the same for every event. (Each part is one
+        # bytes literal: on the device every literal is an object in RAM.)
+        self._head = b'{"boot":%s,"data":' % canonical.dumps(boot)
+        self._mid = b',"dev":%s,"mac":"00000000000000000000000000000000","prev":' % canonical.dumps(dev)
         self._buf = bytearray()  # reused: its capacity settles at the largest event
 
     def stamp(self, type, data, ts):
@@ -59,18 +60,12 @@ class Stamper:
             raise ValueError("ts")
         seq = self.seq + 1
         buf = self._buf
-        buf[:] = b""  # keeps the allocation
-        buf += self._head
+        buf[:] = self._head  # keeps the allocation
         canonical.dump_into(buf, data)
         buf += self._mid
-        end = len(buf)  # the mac placeholder ends at end - 2
-        buf += b'"prev":'
+        end = len(buf) - 7  # after the mac member: the placeholder ends at end - 2
         canonical.dump_into(buf, self.prev)
-        buf += b',"seq":'
-        canonical.dump_into(buf, seq)
-        buf += b',"ts":'
-        canonical.dump_into(buf, ts)
-        buf += b',"type":'
+        buf += b',"seq":%d,"ts":%d,"type":' % (seq, ts)   # ints: canonical is plain %d
         canonical.dump_into(buf, type)
         buf += b',"v":1}'
         # The mac covers the envelope without the "mac":"..", member: both sides of it.

@@ -12,33 +12,31 @@ Serving order at a counter (documented in the README):
      transferred to it or requeued after a no-show first (they already waited), then priority
      (绿色通道) tickets first - but after `priority_run` priority calls in a row at
      this counter, one waiting normal ticket is called, so normal tickets never starve.
+The hall is built from the config by firmware/hall_setup.py (loaded at boot only), so the config's
+key names cost no RAM here; decisions taken a few times a day (recall, skip, transfer, pause...)
+live in firmware/desk.py, loaded per use.
 Pure logic: runs under CPython and MicroPython.
 """
 from firmware import calendar
 from firmware.ticketring import TicketRing, PRIORITY, APPOINTMENT, REQUEUED, TRANSFERRED
 
 
-# Facts about every event type, in one place (the README's events table is the contract).
-# Here, beside Hall.apply, because the strings are shared with it (one copy in RAM).
-#   priority 0  dropped first when the outbox overflows: device.heartbeat, printer.status
-#   priority 2  never dropped (the citizen's record): ticket.issued, ticket.called,
-#               service.finished, service.ended, rating.submitted, rating.expired
-#   priority 1  everything else
-#   state       ticket.*, service.*, rating.*, counter.*, staff.*, day.reset, clock.set change the
-#               hall (Hall.apply) and are replayed at boot; ticket.refused, device.*, printer.*,
-#               command.*, config.*, outbox.*, storage.* only report.
-_KEEP = ("ticket.issued", "ticket.called", "service.finished", "service.ended",
-         "rating.submitted", "rating.expired")
-_STATEFUL = ("ticket", "service", "rating", "counter", "staff", "day", "clock")
-
-
 def event_facts(etype):
-    """(outbox priority, changes the hall state) of an event type."""
-    if etype in _KEEP:
+    """(outbox priority, changes the hall state) of an event type, in one place (the README's
+    events table is the contract; tests/unit/test_hall.py checks every type). Mostly by group:
+    a tuple of full type names would cost a string object each in RAM on the device."""
+    group = etype[:etype.find(".")]
+    # 2: never dropped, the citizen's record (ticket.issued, ticket.called, service.*, rating.*)
+    if etype == "ticket.issued" or etype == "ticket.called" or group == "service" or group == "rating":
         return 2, True
-    if etype == "device.heartbeat" or etype == "printer.status":
+    # 0: dropped first when the outbox overflows (device.heartbeat, printer.status)
+    if etype.endswith(".heartbeat") or group == "printer":
         return 0, False
-    return 1, etype != "ticket.refused" and etype[:etype.find(".")] in _STATEFUL
+    # 1: everything else. ticket.*, counter.*, staff.*, day.reset and clock.set change the hall
+    # (Hall.apply) and are replayed at boot; ticket.refused, device.*, command.*, config.*,
+    # outbox.* and storage.* only report.
+    return 1, etype != "ticket.refused" and (group == "ticket" or group == "counter" or group == "staff"
+                                             or group == "day" or group == "clock")
 
 
 class Refused(Exception):
@@ -50,7 +48,13 @@ class Refused(Exception):
         self.detail = detail
 
 
-KINDS = {"normal": 0, "priority": PRIORITY, "appointment": APPOINTMENT}
+def kind_flags(kind):
+    """The ticket flags of a kind name (anything unknown is a normal ticket)."""
+    if kind == "priority":
+        return PRIORITY
+    if kind == "appointment":
+        return APPOINTMENT
+    return 0
 
 
 def kind_name(flags):
@@ -62,31 +66,29 @@ def kind_name(flags):
 
 
 class Service:
-    def __init__(self, idx, cfg, capacity):
+    def __init__(self, idx, code, prefix, limit, opens, closes, avg_s, capacity):
         self.idx = idx
-        self.code = cfg["code"]
-        self.prefix = cfg["prefix"]
-        self.limit = cfg["daily_limit"]
-        self.target_min = cfg["target_min"]
-        h = cfg["hours"]
-        self.opens = _minutes(h[0])
-        self.closes = _minutes(h[1])
-        self.default_avg = cfg["avg_service_s"]
+        self.code = code
+        self.prefix = prefix
+        self.limit = limit         # daily_limit: numbers a day
+        self.opens = opens         # hours, in minutes after local midnight
+        self.closes = closes
+        self.default_avg = avg_s   # avg_service_s: the estimate before any measurement
         self.waiting = TicketRing(capacity)
-        self.last = 0          # last number issued today
-        self.avg_s = self.default_avg
-        self.finished = 0      # services finished today
+        self.last = 0              # last number issued today
+        self.avg_s = avg_s
+        self.finished = 0          # services finished today
 
     def label(self, number):
         return "%s%03d" % (self.prefix, number)
 
 
 class Counter:
-    def __init__(self, idx, cfg, services_by_code):
+    def __init__(self, idx, cid, services, staff):
         self.idx = idx
-        self.id = cfg["id"]
-        self.services = [services_by_code[c].idx for c in cfg["services"]]
-        self.staff = cfg.get("staff")
+        self.id = cid
+        self.services = services   # service indexes, in the order this counter serves them
+        self.staff = staff
         self.state = "open"        # open | paused | closed
         self.reason = ""
         self.direct = TicketRing(8)  # tickets transferred to this very counter
@@ -99,37 +101,27 @@ class Counter:
         self.rating = None         # rate: [ticket label, service code, staff, opened_ts] while a window is open
 
 
-def _minutes(hhmm):
-    return int(hhmm[:2]) * 60 + int(hhmm[3:])
-
-
 class Hall:
-    def __init__(self, cfg):
-        q = cfg["queue"]
-        self.max_recalls = q["max_recalls"]
-        self.priority_run = q["priority_run"]
-        self.tz = cfg["tz_offset_min"]
-        self.reset_hour = cfg["day_reset_hour"]
-        self.services = [Service(i, s, q["max_waiting"]) for i, s in enumerate(cfg["services"])]
+    def __init__(self, services, counters, max_recalls, priority_run, skipped_keep, next_guard, tz, reset_hour):
+        """The queue rules come as plain values (firmware/hall_setup.py reads them from the config)."""
+        self.max_recalls = max_recalls
+        self.priority_run = priority_run
+        self.tz = tz               # tz_offset_min
+        self.reset_hour = reset_hour
+        self.services = services
         self.by_code = {}
-        for s in self.services:
+        for s in services:
             self.by_code[s.code] = s
-        self.counters = [Counter(i, c, self.by_code) for i, c in enumerate(cfg["counters"])]
+        self.counters = counters
         self.by_id = {}
-        for c in self.counters:
+        for c in counters:
             self.by_id[c.id] = c
-        self.skipped = TicketRing(q["skipped_keep"])  # service byte = origin service
-        self.next_guard = q.get("next_guard_s", 3)
+        self.skipped = TicketRing(skipped_keep)  # service byte = origin service
+        self.next_guard = next_guard   # next_guard_s
         self.day = ""
         self.day_start = 0     # origin of the tickets' time offsets; moves with clock steps
 
     # ---- lookups -------------------------------------------------------------
-    def service(self, code):
-        s = self.by_code.get(code)
-        if s is None:
-            raise Refused("unknown_service", code)
-        return s
-
     def counter(self, cid):
         c = self.by_id.get(cid)
         if c is None:
@@ -144,18 +136,6 @@ class Hall:
                     n += 1
         return n
 
-    def open_counters(self, s):
-        n = 0
-        for c in self.counters:
-            if c.state == "open" and s.idx in c.services:
-                n += 1
-        return n
-
-    def estimate_min(self, s, ahead):
-        """Minutes until a new ticket is called: people ahead x measured service time / open counters."""
-        counters = self.open_counters(s) or 1
-        return (ahead * s.avg_s + counters * 60 - 1) // (counters * 60)
-
     def is_new_day(self, now):
         """Time has passed into a later business day. Only a later day counts: after the
         clock was stepped back, the day it already reached is not started again."""
@@ -167,27 +147,35 @@ class Hall:
     # ---- decisions (pure: state unchanged) -------------------------------------
     def decide_issue(self, code, kind, now, appointment=None):
         s = self.by_code.get(code)
-        day = self.day
+        serving = 0                # counters serving s now
         if s is None:
-            return ("ticket.refused", {"service": code, "reason": "unknown_service", "day": day})
-        minute = calendar.local_minute(now, self.tz)
-        if not (s.opens <= minute < s.closes):
-            return ("ticket.refused", {"service": code, "reason": "closed", "day": day})
-        if s.last >= s.limit:
-            return ("ticket.refused", {"service": code, "reason": "limit", "day": day})
-        if s.waiting.full():
-            return ("ticket.refused", {"service": code, "reason": "queue_full", "day": day})
-        if self.open_counters(s) == 0 and not any(c.state == "paused" and s.idx in c.services for c in self.counters):
-            return ("ticket.refused", {"service": code, "reason": "no_counter", "day": day})
-        flags = KINDS.get(kind, 0)
+            reason = "unknown_service"
+        elif not (s.opens <= calendar.local_minute(now, self.tz) < s.closes):
+            reason = "closed"
+        elif s.last >= s.limit:
+            reason = "limit"
+        elif s.waiting.full():
+            reason = "queue_full"
+        else:
+            reason = "no_counter"  # unless a counter serves s, or will after its pause
+            for c in self.counters:
+                if s.idx in c.services and c.state != "closed":
+                    reason = None
+                    if c.state == "open":
+                        serving += 1
+        if reason:
+            return ("ticket.refused", {"service": code, "reason": reason, "day": self.day})
+        flags = kind_flags(kind)
         if flags & (PRIORITY | APPOINTMENT):
             # served before normal tickets (see _pick): only those of the same class are ahead
             ahead = s.waiting.count_with(PRIORITY | APPOINTMENT)
         else:
             ahead = self.waiting_count(s)
+        # minutes until called: people ahead x measured service time / counters serving now
+        serving = serving or 1
         n = s.last + 1
-        data = {"ticket": s.label(n), "n": n, "service": code, "kind": kind_name(flags),
-                "ahead": ahead, "wait_min": self.estimate_min(s, ahead), "day": day}
+        data = {"ticket": s.label(n), "n": n, "service": code, "kind": kind_name(flags), "ahead": ahead,
+                "wait_min": (ahead * s.avg_s + serving * 60 - 1) // (serving * 60), "day": self.day}
         if appointment:
             data["appt"] = appointment
         return ("ticket.issued", data)
@@ -234,35 +222,16 @@ class Hall:
             "staff": c.staff, "waited_s": max(0, self._offset(now) - issued), "day": self.day}))
         return out
 
-    def _current(self, cid):
-        c = self.counter(cid)
-        if c.current is None:
-            raise Refused("not_serving")
-        return c, c.current
-
     def _ticket_fields(self, c, cur):
         s = self.services[cur[0]]
         return {"ticket": self.services[cur[3]].label(cur[1]), "n": cur[1], "service": s.code,
                 "counter": c.id, "staff": c.staff, "day": self.day}
 
-    def decide_recall(self, cid, now):
-        c, cur = self._current(cid)
-        if cur[6] >= self.max_recalls:
-            d = self._ticket_fields(c, cur)
-            d["auto"] = True
-            return ("ticket.skipped", d)
-        d = self._ticket_fields(c, cur)
-        d["count"] = cur[6] + 1
-        return ("ticket.recalled", d)
-
-    def decide_skip(self, cid, now):
-        c, cur = self._current(cid)
-        d = self._ticket_fields(c, cur)
-        d["auto"] = False
-        return ("ticket.skipped", d)
-
     def decide_finish(self, cid, now):
-        c, cur = self._current(cid)
+        c = self.counter(cid)
+        cur = c.current
+        if cur is None:
+            raise Refused("not_serving")
         d = self._ticket_fields(c, cur)
         d["waited_s"] = max(0, cur[5] - cur[4])
         d["served_s"] = max(0, self._offset(now) - cur[5])
@@ -277,22 +246,28 @@ class Hall:
         (look-ups, date maths) comes before the first change, and the changes themselves
         allocate nothing (preallocated rings and slots). A MemoryError can therefore only
         come before anything changed, and the caller may simply try again.
+
+        It goes by the word after the dot ("ticket.called" -> "called"; each names one event
+        type, tests/unit/test_hall.py checks it): the full type names would cost a string
+        object each in RAM, and most are needed nowhere else here.
         """
-        if etype == "ticket.issued":
+        what = etype[etype.find(".") + 1:]     # allocates: before any change
+        if what == "issued":                   # ticket.issued
             s = self.by_code[d["service"]]
+            flags = kind_flags(d["kind"])
             off = self._offset(ts)
             if d["n"] > s.last:
                 s.last = d["n"]
-            s.waiting.append(d["n"], KINDS.get(d["kind"], 0), s.idx, off)
+            s.waiting.append(d["n"], flags, s.idx, off)
             return
-        if etype == "day.reset":
+        if what == "reset":                    # day.reset
             return self._new_day(d, ts)
-        if etype == "clock.set":
+        if what == "set":                      # clock.set
             self.day_start += d["to"] - d["from"]
             if d.get("day", "") > self.day:
                 self.day = d["day"]
             return
-        if etype == "ticket.requeued":
+        if what == "requeued":                 # ticket.requeued
             s = self.by_code[d["service"]]
             sk = self.skipped
             i = sk.find(d["n"], s.idx)
@@ -308,7 +283,7 @@ class Hall:
         if c is None:
             return
         cur = c.current
-        if etype == "ticket.called":
+        if what == "called":                   # ticket.called
             served = self.by_code[d["service"]].idx
             origin = self.by_code[d.get("origin", d["service"])].idx
             off = self._offset(ts)
@@ -324,7 +299,7 @@ class Hall:
             self._take(c, cur)
             c.priority_run = c.priority_run + 1 if cur[2] & (PRIORITY | APPOINTMENT) else 0
             c.current = cur
-        elif etype == "service.finished":
+        elif what == "finished":               # service.finished
             s = self.by_code[d["service"]]
             s.finished += 1
             # Rolling average (weight 1/8): follows a slow afternoon without one long case dominating.
@@ -336,21 +311,21 @@ class Hall:
             r[2] = d["staff"]
             r[3] = ts
             c.rating = r
-        elif etype == "service.ended":
+        elif what == "ended":                  # service.ended
             c.current = None
-        elif etype in ("rating.submitted", "rating.expired"):
+        elif what == "submitted" or what == "expired":     # rating.submitted, rating.expired
             if c.rating is not None and c.rating[0] == d["ticket"]:
                 c.rating = None
-        elif etype == "ticket.recalled":
+        elif what == "recalled":               # ticket.recalled
             if cur is not None:
                 cur[6] = d["count"]
-        elif etype == "ticket.skipped":
+        elif what == "skipped":                # ticket.skipped
             if cur is not None:
                 if self.skipped.full():
                     self.skipped.remove(0)
                 self.skipped.append(cur[1], cur[2], cur[3], cur[4])
                 c.current = None
-        elif etype == "ticket.transferred":
+        elif what == "transferred":            # ticket.transferred
             if cur is not None:
                 flags = cur[2] | TRANSFERRED
                 if "to_counter" in d:
@@ -358,17 +333,17 @@ class Hall:
                 else:
                     self.by_code[d["to_service"]].waiting.push_front(cur[1], flags, cur[3], cur[4])
                 c.current = None
-        elif etype == "counter.paused":
+        elif what == "paused":                 # counter.paused
             c.state = "paused"
             c.reason = d.get("reason", "")
-        elif etype == "counter.resumed":
+        elif what == "resumed":                # counter.resumed
             c.state = "open"
             c.reason = ""
-        elif etype == "counter.closed":
+        elif what == "closed":                 # counter.closed
             c.state = "closed"
-        elif etype == "staff.signed_in":
+        elif what == "signed_in":              # staff.signed_in
             c.staff = d["staff"]
-        elif etype == "staff.signed_out":
+        elif what == "signed_out":             # staff.signed_out
             c.staff = None
 
     def _new_day(self, d, ts):
@@ -405,12 +380,14 @@ class Hall:
 
     # ---- views for display / status ------------------------------------------
     def summary(self):
-        return {
-            "day": self.day,
-            "waiting": dict((s.code, self.waiting_count(s)) for s in self.services),
-            "issued": dict((s.code, s.last) for s in self.services),
-            "counters": dict((c.id, {"state": c.state, "reason": c.reason, "staff": c.staff,
-                                     "serving": self._ticket_fields(c, c.current)["ticket"] if c.current else None,
-                                     "rating_open": c.rating[0] if c.rating else None})
-                             for c in self.counters),
-        }
+        waiting = {}
+        issued = {}
+        for s in self.services:
+            waiting[s.code] = self.waiting_count(s)
+            issued[s.code] = s.last
+        counters = {}
+        for c in self.counters:
+            counters[c.id] = {"state": c.state, "reason": c.reason, "staff": c.staff,
+                              "serving": self._ticket_fields(c, c.current)["ticket"] if c.current else None,
+                              "rating_open": c.rating[0] if c.rating else None}
+        return {"day": self.day, "waiting": waiting, "issued": issued, "counters": counters}

@@ -8,48 +8,34 @@ import hashlib
 
 _BLOCK = 64  # SHA-256 block size in bytes
 
-# CPython's sha256 objects can be copied, so the padded-key block is hashed once per key;
-# MicroPython's cannot, so there the block is hashed again on each call (same result).
-_CAN_COPY = hasattr(hashlib.sha256(), "copy")
-
-
-def _pads(key):
-    if isinstance(key, str):
-        raise TypeError("hmac key must be bytes")
-    if len(key) > _BLOCK:
-        key = hashlib.sha256(key).digest()
-    ipad = bytearray(_BLOCK)
-    opad = bytearray(_BLOCK)
-    n = len(key)
-    for i in range(_BLOCK):
-        k = key[i] if i < n else 0
-        ipad[i] = k ^ 0x36
-        opad[i] = k ^ 0x5C
-    return bytes(ipad), bytes(opad)
-
 
 class HMAC256:
-    """One key, many messages: the RFC 2104 inner/outer pads are built once."""
+    """One key, many messages: the RFC 2104 inner/outer pads are built once. (Each digest
+    hashes a pad again: MicroPython's sha256 objects cannot be copied.)"""
 
     def __init__(self, key):
-        self._ipad, self._opad = _pads(key)
-        if _CAN_COPY:
-            self._inner = hashlib.sha256(self._ipad)
-            self._outer = hashlib.sha256(self._opad)
-
-    def _start(self, outer):
-        if _CAN_COPY:
-            return (self._outer if outer else self._inner).copy()
-        return hashlib.sha256(self._opad if outer else self._ipad)
+        if isinstance(key, str):
+            raise TypeError("key: bytes")
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        ipad = bytearray(_BLOCK)
+        opad = bytearray(_BLOCK)
+        n = len(key)
+        for i in range(_BLOCK):
+            k = key[i] if i < n else 0
+            ipad[i] = k ^ 0x36
+            opad[i] = k ^ 0x5C
+        self._ipad = bytes(ipad)
+        self._opad = bytes(opad)
 
     def digest(self, msg, more=None):
         """HMAC of msg (+ more, if given, as if concatenated) as 32 bytes."""
-        h = self._start(False)
+        h = hashlib.sha256(self._ipad)
         h.update(msg)
         if more is not None:
             h.update(more)
         inner = h.digest()
-        h = self._start(True)
+        h = hashlib.sha256(self._opad)
         h.update(inner)
         return h.digest()
 

@@ -7,20 +7,16 @@ after the score press, so a citizen mashing one button does not pick a reason by
 Every other press is ignored and counted (reported in heartbeats, never as a rating).
 Pure logic: the caller passes monotonic milliseconds and wall-clock seconds.
 """
+# The CPython fallbacks are no defs: even unused, their code would take RAM on the device.
 try:
     from micropython import const
 except ImportError:
-    def const(x):
-        return x
+    const = int      # the constants here are ints, and int(x) is x
 
 try:
     from time import ticks_add as _add, ticks_diff as _diff
 except ImportError:  # CPython: plain integers never wrap
-    def _add(a, b):
-        return a + b
-
-    def _diff(a, b):
-        return a - b
+    from operator import add as _add, sub as _diff
 
 IDLE = const(0)
 SCORE = const(1)
@@ -113,10 +109,3 @@ class RatingPad:
         self.score_ms = _add(self.opened_ms, press_ms)
         self.stage = REASON
         self.deadline_ms = now_ms
-
-    def configure(self, window_s, reason_window_s, codes):
-        """New settings from a config change; they apply from the next window on."""
-        self.window_ms = window_s * 1000
-        self.reason_ms = reason_window_s * 1000
-        self.codes = codes     # reason codes in button order (rate5 = the first)
-

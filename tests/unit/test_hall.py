@@ -3,8 +3,8 @@ import json
 
 from _util import raises, tmpdir
 from firmware import config
-from firmware import desk
-from firmware.hall import Hall, Refused
+from firmware import desk, hall_setup
+from firmware.hall import Refused, event_facts
 from firmware.recovery import read_snapshot, save_hall
 
 T0 = 1795618068  # 2026-11-25 22:47 Beijing time; business day 2026-11-25 (reset 03:00)
@@ -37,7 +37,7 @@ class Rec:
     """A hall plus the event log it produced, applied the way the app does."""
 
     def __init__(self, cfg=None, now=T0):
-        self.hall = Hall(cfg or _cfg())
+        self.hall = hall_setup.build(cfg or _cfg())
         self.log = []
         self.now = now
         self.do(desk.decide_day(self.hall, now))
@@ -55,8 +55,13 @@ class Rec:
     def issue(self, code="A", kind="normal"):
         return self.do(self.hall.decide_issue(code, kind, self.now))
 
-    def key(self, name, cid="1", *args):
-        return self.do(getattr(self.hall, "decide_" + name)(cid, self.now, *args))
+    def key(self, name, cid="1"):
+        """A staff key, decided where the app decides it."""
+        if name == "next":
+            return self.do(self.hall.decide_next(cid, self.now))
+        if name == "finish":
+            return self.do(self.hall.decide_finish(cid, self.now))
+        return self.do(desk.decide(self.hall, cid, name, self.now, {}))
 
 
 def test_numbers_count_up_per_service_and_stop_at_the_limit():
@@ -68,7 +73,7 @@ def test_numbers_count_up_per_service_and_stop_at_the_limit():
         r.issue("A")
     ev = r.issue("A")
     assert ev[0] == "ticket.refused" and ev[1]["reason"] == "limit"
-    assert r.hall.service("A").last == 5  # a refusal consumes no number
+    assert r.hall.by_code["A"].last == 5  # a refusal consumes no number
 
 
 def test_unknown_service_and_closing_time_are_refused():
@@ -219,11 +224,11 @@ def test_snapshot_restore_and_replay_give_the_same_hall():
     r.key("finish", "1")
     path = tmp_path("hall.bin")
     save_hall(r.hall, path, 42, "ab" * 16, T0 + 5)
-    twin = Hall(_cfg())
+    twin = hall_setup.build(_cfg())
     assert read_snapshot(twin, path) == (42, "ab" * 16, T0 + 5)
     assert twin.summary() == r.hall.summary()
     assert _state(twin) == _state(r.hall)
-    replayed = Hall(_cfg())
+    replayed = hall_setup.build(_cfg())
     for etype, data, ts in r.log:
         replayed.apply(etype, data, ts)
     assert _state(replayed) == _state(r.hall)
@@ -252,22 +257,22 @@ def test_a_damaged_snapshot_is_refused_whole():
     for cut in (0, 10, len(good) // 2, len(good) - 1):
         with open(path, "wb") as f:
             f.write(good[:cut])
-        raises((ValueError, OSError), read_snapshot, Hall(_cfg()), path)
+        raises((ValueError, OSError), read_snapshot, hall_setup.build(_cfg()), path)
     for at in (5, 30, len(good) - 10):
         bad = bytearray(good)
         bad[at] ^= 0x40
         with open(path, "wb") as f:
             f.write(bad)
-        raises(ValueError, read_snapshot, Hall(_cfg()), path)
+        raises(ValueError, read_snapshot, hall_setup.build(_cfg()), path)
     with open(path, "wb") as f:   # oversized: not even read
         f.write(good + bytes(100000))
-    raises(ValueError, read_snapshot, Hall(_cfg()), path)
+    raises(ValueError, read_snapshot, hall_setup.build(_cfg()), path)
     other = _cfg()
     other["services"] = other["services"][:1]
     other["counters"] = [{"id": "1", "services": ["A"], "staff": "S1", "name": {"zh": "1"}}]
     with open(path, "wb") as f:
         f.write(good)
-    assert raises(ValueError, read_snapshot, Hall(config.normalise(other)), path)
+    assert raises(ValueError, read_snapshot, hall_setup.build(config.normalise(other)), path)
 
 
 def test_numbers_survive_without_any_snapshot():
@@ -277,14 +282,14 @@ def test_numbers_survive_without_any_snapshot():
         r.issue(code)
     path = tmp_path("numbers.bin")
     write_numbers(r.hall, path, 99)
-    fresh = Hall(_cfg())
+    fresh = hall_setup.build(_cfg())
     problems = []
     assert read_numbers(fresh, path, problems) == 99
-    assert fresh.day == r.hall.day and fresh.service("A").last == 2 and fresh.service("B").last == 3
+    assert fresh.day == r.hall.day and fresh.by_code["A"].last == 2 and fresh.by_code["B"].last == 3
     with open(path, "r+b") as f:
         f.seek(6)
         f.write(b"\xff")
-    assert read_numbers(Hall(_cfg()), path, problems) == 0 and "numbers.bin damaged" in problems
+    assert read_numbers(hall_setup.build(_cfg()), path, problems) == 0 and "numbers.bin damaged" in problems
 
 
 def test_day_reset_starts_numbers_again():
@@ -303,7 +308,7 @@ def test_a_busy_day_keeps_memory_bounded():
     cfg = _cfg()
     cfg["services"][0]["daily_limit"] = 3000
     cfg["queue"]["next_guard_s"] = 0
-    r = Hall(cfg)
+    r = hall_setup.build(cfg)
     r.apply("day.reset", desk.decide_day(r, T0)[-1][1], T0)
     for i in range(3000):
         etype, data = r.decide_issue("A", "normal", T0 + i)
@@ -311,9 +316,9 @@ def test_a_busy_day_keeps_memory_bounded():
         r.apply(etype, data, T0 + i)
         for etype, data in r.decide_next("1", T0 + i):
             r.apply(etype, data, T0 + i)
-    assert r.service("A").last == 3000
-    assert r.service("A").label(3000) == "A3000"
-    assert len(r.service("A").waiting) == 0
+    assert r.by_code["A"].last == 3000
+    assert r.by_code["A"].label(3000) == "A3000"
+    assert len(r.by_code["A"].waiting) == 0
 
 
 def test_a_full_queue_refuses_instead_of_growing():
@@ -325,7 +330,7 @@ def test_a_full_queue_refuses_instead_of_growing():
         assert r.issue("A")[0] == "ticket.issued"
     ev = r.issue("A")
     assert ev[0] == "ticket.refused" and ev[1]["reason"] == "queue_full"
-    assert r.hall.service("A").last == 50
+    assert r.hall.by_code["A"].last == 50
 
 
 def test_desk_actions_check_their_arguments():
@@ -377,7 +382,7 @@ def test_a_clock_step_keeps_the_queue_and_only_moves_the_day_forward():
     fwd = T0 + 3 * 86400
     r.do(desk.decide_clock(r.hall, back, fwd))
     r.now = fwd
-    assert r.hall.day == "2026-11-28" and len(r.hall.service("A").waiting) == 3
+    assert r.hall.day == "2026-11-28" and len(r.hall.by_code["A"].waiting) == 3
     assert r.issue("A")[1]["ticket"] == "A004"
     # waited time is real time, not the size of the steps
     r.now = fwd + 120
@@ -424,3 +429,59 @@ def test_applying_an_event_allocates_nothing_for_rings():
     finally:
         micropython.heap_unlock()
     assert ring.number(0) == 5 and ring.issued(0) == 70000
+
+
+# (outbox priority, changes the hall) of every event type: 2 = never dropped (the citizen's record),
+# 0 = dropped first when the outbox overflows; state-changing events are applied and replayed.
+FACTS = {
+    "ticket.issued": (2, True), "ticket.refused": (1, False), "ticket.called": (2, True),
+    "ticket.recalled": (1, True), "ticket.skipped": (1, True), "ticket.requeued": (1, True),
+    "ticket.transferred": (1, True), "service.finished": (2, True), "service.ended": (2, True),
+    "rating.submitted": (2, True), "rating.expired": (2, True), "counter.paused": (1, True),
+    "counter.resumed": (1, True), "counter.closed": (1, True), "staff.signed_in": (1, True),
+    "staff.signed_out": (1, True), "printer.status": (0, False), "device.boot": (1, False),
+    "device.heartbeat": (0, False), "day.reset": (1, True), "config.applied": (1, False),
+    "command.rejected": (1, False), "clock.set": (1, True), "outbox.dropped": (1, False),
+    "storage.recovered": (1, False),
+}
+
+
+def _readme_event_types():
+    """The event types of the README's events table (the MQTT contract); read line by line,
+    the whole README does not fit a small heap."""
+    root = __file__.rsplit("/tests/", 1)[0] if "/tests/" in __file__ else "."
+    types = []
+    section = False
+    with open(root + "/README.md", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#"):
+                section = line.startswith("### Events")
+            elif section and line.startswith("| `"):
+                types += [w for w in line.split("|")[1].split("`") if "." in w]
+    return types
+
+
+def test_every_event_type_has_its_facts():
+    types = _readme_event_types()
+    assert len(types) >= 25 and "ticket.transferred" in types and "storage.recovered" in types, types
+    assert sorted(types) == sorted(FACTS), "README and FACTS differ"
+    for etype in types:
+        assert event_facts(etype) == FACTS[etype], etype
+
+
+def test_each_event_type_has_a_word_of_its_own_after_the_dot():
+    """Hall.apply goes by that word: two types sharing one would be applied alike."""
+    words = [t[t.index(".") + 1:] for t in _readme_event_types()]
+    for w in words:
+        assert words.count(w) == 1, w
+
+
+def test_events_that_only_report_change_nothing():
+    r = Rec()
+    r.issue("A")
+    r.key("next")
+    before = _state(r.hall), r.hall.summary()
+    for etype, (_, stateful) in FACTS.items():
+        if not stateful:
+            r.hall.apply(etype, {"counter": "1", "service": "A", "ticket": "A001", "n": 1, "state": "ok"}, r.now)
+    assert (_state(r.hall), r.hall.summary()) == before

@@ -1,0 +1,27 @@
+"""Builds the hall from the config, at boot only.
+
+Kept apart from firmware/hall.py so that the config's key names (each a string object in RAM
+on the device) are loaded for the build and released with this module (firmware.release).
+"""
+from firmware.hall import Hall, Service, Counter
+
+
+def build(cfg):
+    """The Hall of a validated, normalised config."""
+    q = cfg["queue"]
+    services = []
+    index = {}                 # service code -> index
+    for i, s in enumerate(cfg["services"]):
+        opens, closes = s["hours"]
+        services.append(Service(i, s["code"], s["prefix"], s["daily_limit"], _minutes(opens),
+                                _minutes(closes), s["avg_service_s"], q["max_waiting"]))
+        index[s["code"]] = i
+    counters = []
+    for i, k in enumerate(cfg["counters"]):
+        counters.append(Counter(i, k["id"], [index[code] for code in k["services"]], k.get("staff")))
+    return Hall(services, counters, q["max_recalls"], q["priority_run"], q["skipped_keep"],
+                q.get("next_guard_s", 3), cfg["tz_offset_min"], cfg["day_reset_hour"])
+
+
+def _minutes(hhmm):
+    return int(hhmm[:2]) * 60 + int(hhmm[3:])
