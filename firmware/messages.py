@@ -5,13 +5,14 @@ so a hall can proof-read every sign in one file and the texts cost no RAM: each 
 scans the file for one line.
 """
 
-_PATH = __file__.rsplit("/", 1)[0] + "/messages.txt" if "/" in __file__ else "messages.txt"
+_PATH = __file__[:__file__.rfind("/") + 1] + "messages.txt"   # next to this module
 
 
 TEXTS = "texts.txt"   # the hall's own words (firmware/texts.py); the app sets the path at boot
 
 
-def _find(path, key):
+def text(key, path=_PATH):
+    """(chinese, second language) for key, or None; path: another table of the same form."""
     want = (key + "\t").encode()
     try:
         with open(path, "rb") as f:
@@ -24,14 +25,9 @@ def _find(path, key):
     return None
 
 
-def text(key):
-    """(chinese, second language) for key, or None."""
-    return _find(_PATH, key)
-
-
 def hall_text(key, default=None):
     """(first, second language) of the hall's own words (hall, notice, svc.A, ctr.1, reason.0)."""
-    return _find(TEXTS, key) or (None if default is None else (default, default))
+    return text(key, TEXTS) or (None if default is None else (default, default))
 
 
 def lines(key, languages, *args):

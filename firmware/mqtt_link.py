@@ -9,9 +9,8 @@ The codec functions run under CPython too (unit tests); selftest sends a CONNECT
 """
 try:
     from micropython import const
-except ImportError:
-    def const(x):
-        return x
+except ImportError:  # CPython (codec tests)
+    from copy import copy as const
 
 from firmware.mqtt import packet
 
@@ -162,7 +161,7 @@ async def connect(c, gen):
         # getaddrinfo blocks during a DNS lookup; use an IP address where that matters.
         ai = socket.getaddrinfo(server, port, 0, socket.SOCK_STREAM)[0]
         s = socket.socket(ai[0], ai[1], ai[2])
-        c._io[4] = s
+        c._io[3] = s
         try:
             # TCP_NODELAY (Linux and lwIP numbers): every write is a whole packet, so
             # Nagle could only hold an event back behind an unacknowledged `state`.
@@ -186,7 +185,7 @@ async def connect(c, gen):
         if ctx:
             s = ctx.wrap_socket(s, server_hostname=host or server, do_handshake_on_connect=False)
             s.setblocking(False)
-            c._io[3] = s
+            c._io[2] = s
         # MicroPython's asyncio Stream is both reader and writer around a socket.
         w = asyncio.StreamWriter(s)
         w.write(encode_connect(cid, keepalive, clean, user, password, will))
@@ -210,11 +209,11 @@ async def connect(c, gen):
         if rc:
             if rc > 5:
                 raise ValueError("connack %d" % rc)
-            c._fail(gen, why(c, _CONNACK_RC + rc))
+            c._end(gen, why(c, _CONNACK_RC + rc))
             return None
         c.last_error = None
         c.connects += 1
-        c._reached = True
+        c.connected = True      # publish() may queue now; the writer starts when this returns
         if subs:
             c._pid = c._pid % 65535 + 1
             w.write(encode_subscribe(c._pid, subs))
@@ -222,21 +221,20 @@ async def connect(c, gen):
         c._last_tx = ticks_ms()
         return w
     except Exception as e:
-        c._fail(gen, why(c, e))
+        c._end(gen, why(c, e))
 
 
 async def disconnect(c):
     """MQTTClient.disconnect(): what publish() accepted goes out, then DISCONNECT."""
     import asyncio
     from time import ticks_diff, ticks_ms
-    c._running = False
-    if c._up:
-        c._bye = 1
-        c._kick.set()
+    c._bye = 1
+    if c.connected:
+        c._wake.set()
         t = ticks_ms()
-        while c._bye == 1 and c._up and ticks_diff(ticks_ms(), t) < _CLOSE_WAIT_MS:
+        while c._bye == 1 and c.connected and ticks_diff(ticks_ms(), t) < _CLOSE_WAIT_MS:
             await asyncio.sleep_ms(10)
-    c._teardown()
+    c._end(c._gen, None)
 
 
 def why(c, e):
@@ -266,7 +264,7 @@ def why(c, e):
             raw = "-0x%x %s" % (-x, a[1]) if len(a) > 1 else "-0x%x" % -x
         else:
             if x in (0, 32, 103, 104):                # closed (reset) by the other end
-                i = (_CLOSED if c._reached else _EARLY if c.conf[6] is None  # no ssl_context
+                i = (_CLOSED if c.connected else _EARLY if c.conf[6] is None  # no ssl_context
                      else _TLS_HANDSHAKE)
             else:
                 i = (_REFUSED if x == 111 else _TIMEOUT if x == 110
@@ -278,6 +276,12 @@ def why(c, e):
     b = _WHY.find("\n", a)
     w = _WHY[a:b] if b > 0 else _WHY[a:]
     return w if raw is None else "%s (%s)" % (w, str(raw)[:60])
+
+
+def tls(b, root):
+    """(ssl_context, server_hostname) for the broker config b with tls on: the publisher's
+    call, so that it holds none of these key names."""
+    return tls_context(b, root), b.get("server_name") or b["host"]
 
 
 def tls_context(b, root):

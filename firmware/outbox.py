@@ -49,9 +49,8 @@ from firmware import release
 
 try:
     from micropython import const
-except ImportError:
-    def const(x):
-        return x
+except ImportError:  # CPython (unit tests): copy() of an int or str is itself. Not a def of
+    from copy import copy as const  # our own: it would cost the device a raw code, unused.
 
 # The record layout and the segment slots are repeated in outbox_repair.py: keep in step.
 _MAGIC = const(0x51)
@@ -76,16 +75,19 @@ _B0 = const(5)      # bytes taken by prio-0 records (what compaction could free)
 _GEN = const(6)     # bumped on rewrite so a running records() iterator re-finds its place
 
 
+def _head(f, buf):
+    """Read one record header from f into buf (12 bytes): (prio, length, seq, crc) or None."""
+    if f.readinto(buf) != _HDR_LEN:
+        return None
+    magic, prio, n, seq, crc = struct.unpack(_HDR, buf)
+    if magic != _MAGIC or prio > 2:
+        return None
+    return prio, n, seq, crc
+
+
 class OutboxFull(Exception):
-    pass
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError as e:
-        if e.args[0] != 2:   # ENOENT: already gone is fine
-            raise
+    """A record does not fit (overflow policy, step 3). args: the number of records not yet
+    acknowledged (and the error that stopped compaction)."""
 
 
 class Outbox:
@@ -103,7 +105,6 @@ class Outbox:
         self._floor = 0
         self._unsaved = 0
         self._last_seq = 0
-        self._last_off = 0
         self._roll = False      # True: the newest segment must not be appended to
         self.lost_seq = 0       # highest seq legible in records cut from the newest segment at boot
         self._gen = 0
@@ -119,14 +120,23 @@ class Outbox:
         n = len(payload)
         size = _HDR_LEN + n
         if seq <= self._last_seq or seq > _MAX_SEQ:
-            raise ValueError("seq %d not after %d" % (seq, self._last_seq))
+            raise ValueError("seq %d" % seq)    # not after the newest: it would be used twice
         if prio < 0 or prio > 2:
             raise ValueError("prio %r" % (prio,))
         if n > _MAX_PAYLOAD or size > self.segment_bytes:
-            raise ValueError("record of %d bytes too big" % size)
-        if self.bytes_used() + size > self.max_bytes:
-            self._make_room(size)
+            raise ValueError("too big")
         segs = self._segs
+        if self.bytes_used() + size > self.max_bytes:
+            # The overflow policy: released segments go first; the compaction code is loaded
+            # only when an older segment holds prio-0 records it could drop.
+            self._release()
+            if self.bytes_used() + size > self.max_bytes:
+                for i in range(len(segs) - 1):
+                    if segs[i][_B0]:
+                        self._fix("make_room", size)
+                        break
+                else:
+                    raise OutboxFull(self.pending())
         seg = segs[-1] if segs else None
         fresh = seg is None or self._roll or seg[_SIZE] + size > self.segment_bytes
         b0 = size if prio == 0 else 0
@@ -173,17 +183,12 @@ class Outbox:
             seg[_SIZE] += size
             seg[_B0] += b0
         self._last_seq = seq
-        self._last_off = off
 
     def last(self):
-        """(seq, payload) of the newest record, or None."""
-        if not self._segs:
-            return None
-        rec = self._read_at(self._segs[-1][_NO], self._last_off)
-        if rec is None:
-            self._problem("unreadable", "newest")
-            return None
-        return rec[0], rec[1]
+        """(seq, payload) of the newest record, or None (at boot: the chain continues there)."""
+        for rec in self.records(self._last_seq - 1):
+            return rec
+        return None
 
     def records(self, after_seq=0):
         """Yield (seq, payload) for records after after_seq, in order. Up to _RUN records
@@ -218,22 +223,26 @@ class Outbox:
                     f.seek(off)
                     size = 0
                     while off < seg[_SIZE] and len(run) < _RUN and size < _RUN_BYTES:
-                        rec = self._read_next(f, off)
-                        if rec is None:
+                        h = _head(f, self._hdr)     # (prio, length, seq, crc) or None
+                        if h is None:
                             break
-                        off = rec[2]
-                        size += len(rec[1])
-                        run.append(rec)
+                        payload = f.read(h[1])
+                        crc = binascii.crc32(payload, binascii.crc32(self._h8)) & 0xFFFFFFFF
+                        if len(payload) != h[1] or crc != h[3]:
+                            break
+                        off += _HDR_LEN + h[1]
+                        size += h[1]
+                        run.append((h[2], payload))
             except OSError:
                 pass
             if not run:
-                self._problem("unreadable", self._name(no), off)
+                self._problem("unreadable", self._path(no), off)
                 return
-            for seq, payload, _ in run:
-                if seq > done:
-                    done = seq
-                    yield seq, payload
-            run = None
+            for rec in run:
+                if rec[0] > done:
+                    done = rec[0]
+                    yield rec
+            run = payload = rec = None
 
     def ack(self, seq):
         """Records <= seq are delivered; the pointer is saved lazily."""
@@ -245,37 +254,55 @@ class Outbox:
         self._unsaved += 1
         if self._unsaved >= _ACK_EVERY:
             try:
-                self._save_meta()
+                self.flush_ack()
             except OSError as e:
                 self._problem("ack_lost", e)
         self._release()
 
     def flush_ack(self):
-        if self._unsaved:
-            self._save_meta()
+        """Save the ack pointer (and the floor) now: ack() saves it every _ACK_EVERY calls."""
+        path = self.root + "/" + _META
+        tmp = path + ".tmp"
+        buf = self._hdr     # 12 bytes, free between records: acked, floor, CRC of both
+        struct.pack_into("<II", buf, 0, self._acked, self._floor)
+        struct.pack_into("<I", buf, 8, binascii.crc32(self._h8) & 0xFFFFFFFF)
+        with open(tmp, "wb") as f:
+            f.write(buf)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            # FAT will not rename over a file; littlefs and POSIX do it atomically
+            os.remove(path)
+            os.rename(tmp, path)
+        self._unsaved = 0
 
     def acked(self):
         return self._acked
 
     def pending(self):
         """Number of records not yet acked."""
+        after = self._acked
         total = 0
         for seg in self._segs:
-            total += self._count_after(seg, self._acked)
+            if seg[_FIRST] > after:
+                total += seg[_COUNT]
+            elif seg[_LAST] <= after:
+                pass
+            elif seg[_COUNT] == seg[_LAST] - seg[_FIRST] + 1:
+                total += seg[_LAST] - after     # no gaps inside: plain arithmetic
+            else:
+                total += self._skip(seg, after, True)
         return total
 
     def set_floor(self, seq):
-        """Records <= seq are covered by a saved state snapshot."""
+        """Records <= seq are covered by a saved state snapshot (the floor is _floor)."""
         if seq > self._last_seq:
             seq = self._last_seq
         if seq <= self._floor:
             return
         self._floor = seq
-        self._save_meta()
+        self.flush_ack()    # the floor is kept in the same file
         self._release()
-
-    def floor(self):
-        return self._floor
 
     def bytes_used(self):
         total = 0
@@ -294,22 +321,7 @@ class Outbox:
             outbox_repair = None
             release("outbox_repair")
 
-    def _make_room(self, need):
-        """Overflow policy: released segments go first; compaction only loads its code
-        when an older segment holds prio-0 records it could drop."""
-        self._release()
-        if self.bytes_used() + need <= self.max_bytes:
-            return
-        segs = self._segs
-        for i in range(len(segs) - 1):
-            if segs[i][_B0]:
-                return self._fix("make_room", need)
-        raise _full(self)
-
     # -- files -------------------------------------------------------------
-
-    def _name(self, no):
-        return "%08d%s" % (no, _SUFFIX)
 
     def _path(self, no):
         return "%s/%08d%s" % (self.root, no, _SUFFIX)
@@ -321,107 +333,39 @@ class Outbox:
                 text += " %s" % (w,)
             self.problems.append(text)
 
-    def _save_meta(self):
-        path = self.root + "/" + _META
-        tmp = path + ".tmp"
-        buf = self._hdr     # 12 bytes, free between records: acked, floor, CRC of both
-        struct.pack_into("<II", buf, 0, self._acked, self._floor)
-        struct.pack_into("<I", buf, 8, binascii.crc32(self._h8) & 0xFFFFFFFF)
-        with open(tmp, "wb") as f:
-            f.write(buf)
-        self._rename(tmp, path)
-        self._unsaved = 0
-
-    def _rename(self, tmp, path):
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            # FAT will not rename over a file; littlefs and POSIX do it atomically
-            _remove(path)
-            os.rename(tmp, path)
-
-    def _head(self, f):
-        """Read one header; (prio, length, seq, crc) or None."""
-        if f.readinto(self._hdr) != _HDR_LEN:
-            return None
-        magic, prio, n, seq, crc = struct.unpack(_HDR, self._hdr)
-        if magic != _MAGIC or prio > 2:
-            return None
-        return prio, n, seq, crc
-
-    def _read_at(self, no, off):
-        """(seq, payload, next offset) of the record at off, or None if bad."""
-        try:
-            with open(self._path(no), "rb") as f:
-                f.seek(off)
-                return self._read_next(f, off)
-        except OSError:
-            return None
-
-    def _read_next(self, f, off):
-        """(seq, payload, next offset) of the record f is positioned at (off), or None."""
-        h = self._head(f)
-        if h is None:
-            return None
-        prio, n, seq, crc = h
-        payload = f.read(n)
-        c = binascii.crc32(payload, binascii.crc32(self._h8)) & 0xFFFFFFFF
-        if len(payload) != n or c != crc:
-            return None
-        return seq, payload, off + _HDR_LEN + n
-
-    def _skip(self, seg, after):
-        """Offset of the first record of seg with seq > after (headers only)."""
-        off = 0
+    def _skip(self, seg, after, count=False):
+        """Offset of the first record of seg with seq > after, or None (unreadable);
+        count: how many records of seg are after it. Reads headers only."""
+        off = n = 0
         try:
             with open(self._path(seg[_NO]), "rb") as f:
                 while off < seg[_SIZE]:
                     f.seek(off)
-                    h = self._head(f)
+                    h = _head(f, self._hdr)
                     if h is None:
                         break
                     if h[2] > after:
-                        return off
+                        if not count:
+                            return off
+                        n += 1
                     off += _HDR_LEN + h[1]
         except OSError:
             pass
-        self._problem("unreadable", self._name(seg[_NO]), off)
+        if count:
+            return n
+        self._problem("unreadable", self._path(seg[_NO]), off)
         return None
-
-    def _count_after(self, seg, after):
-        if seg[_FIRST] > after:
-            return seg[_COUNT]
-        if seg[_LAST] <= after:
-            return 0
-        if seg[_COUNT] == seg[_LAST] - seg[_FIRST] + 1:
-            return seg[_LAST] - after     # no gaps inside: plain arithmetic
-        off = self._skip(seg, after)
-        if off is None:
-            return 0
-        count = 0
-        with open(self._path(seg[_NO]), "rb") as f:
-            while off < seg[_SIZE]:
-                f.seek(off)
-                h = self._head(f)
-                if h is None:
-                    break
-                count += 1
-                off += _HDR_LEN + h[1]
-        return count
 
     def _release(self):
         """Delete segments whose records are all delivered and snapshotted."""
         limit = min(self._acked, self._floor)
         segs = self._segs
         while len(segs) > 1 and segs[0][_LAST] <= limit:
+            path = self._path(segs[0][_NO])
             try:
-                _remove(self._path(segs[0][_NO]))
+                os.remove(path)
             except OSError as e:
-                self._problem("undeleted", self._name(segs[0][_NO]), e)
-                return
+                if e.args[0] != 2:      # ENOENT: already gone is fine
+                    self._problem("undeleted", path, e)
+                    return
             segs.pop(0)
-
-
-def _full(box):
-    return OutboxFull("outbox full: %d of %d bytes used, %d records not sent"
-                      % (box.bytes_used(), box.max_bytes, box.pending()))

@@ -15,13 +15,12 @@ import binascii
 import os
 import struct
 
-from firmware.outbox import OutboxFull, _full, _remove
+from firmware.outbox import OutboxFull, _head
 
 try:
     from micropython import const
-except ImportError:
-    def const(x):
-        return x
+except ImportError:  # CPython (unit tests)
+    from copy import copy as const
 
 # Must match firmware/outbox.py (record layout, file names, segment slots).
 _HDR_LEN = const(12)
@@ -59,8 +58,29 @@ def _makedirs(path):
         part += "/"
 
 
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError as e:
+        if e.args[0] != 2:   # ENOENT: already gone is fine
+            raise
+
+
 def _size(path):
     return os.stat(path)[6]
+
+
+def _name(no):
+    return "%08d%s" % (no, _SUFFIX)
+
+
+def _rename(tmp, path):
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        # FAT will not rename over a file; littlefs and POSIX do it atomically
+        _remove(path)
+        os.rename(tmp, path)
 
 
 def _note_range(ranges, a, b):
@@ -111,9 +131,9 @@ def recover(box):
     stuck = 0           # highest number of a file that could not be removed
     lost_after = None
     for no in nums:
-        name = box._name(no)
+        name = _name(no)
         try:
-            seg, last_off, note, size, dups = _scan(box, no, prev)
+            seg, note, size, dups = _scan(box, no, prev)
         except OSError as e:
             box._problem("%s: unreadable, ignored: %r" % (name, e))
             continue
@@ -140,10 +160,9 @@ def recover(box):
             continue
         lost_after = seg[_LAST] if lost else None
         if note or dups:
-            last_off = _repair(box, seg, prev, last_off, no == nums[-1])
+            _repair(box, seg, prev, no == nums[-1])
         box._segs.append(seg)
         prev = seg[_LAST]
-        box._last_off = last_off
     box._last_seq = prev
     # Next segment number from what survived: a stray high-numbered file that was dropped
     # must not push the numbering on.
@@ -199,15 +218,15 @@ def _load_meta(box):
 
 
 def _scan(box, no, prev):
-    """Verify one segment; returns (meta, newest record offset, note, file size, dups)."""
+    """Verify one segment; returns (meta, note, file size, dups)."""
     path = box._path(no)
     size = _size(path)
     first = None
-    count = b0 = off = last_off = dups = 0
+    count = b0 = off = dups = 0
     note = None
     with open(path, "rb") as f:
         while off < size:
-            h = box._head(f)
+            h = _head(f, box._hdr)
             if h is None:
                 note = "torn tail" if size - off < _HDR_LEN else "bad header"
                 break
@@ -226,37 +245,35 @@ def _scan(box, no, prev):
                     first = seq
                 prev = seq
                 count += 1
-                last_off = off
                 if prio == 0:
                     b0 += end - off
             off = end
     box._gen += 1
-    return [no, first, prev, count, off, b0, box._gen], last_off, note, size, dups
+    return [no, first, prev, count, off, b0, box._gen], note, size, dups
 
 
-def _repair(box, seg, prev, last_off, newest):
-    """Rewrite seg without its bad tail and skipped records; returns newest offset."""
+def _repair(box, seg, prev, newest):
+    """Rewrite seg without its bad tail and skipped records."""
     try:
-        last_off = rewrite(box, [seg], False, prev)
+        rewrite(box, [seg], False, prev)
     except (OSError, _Bad) as e:
-        box._problem("%s: repair failed: %r" % (box._name(seg[_NO]), e))
+        box._problem("%s: repair failed: %r" % (_name(seg[_NO]), e))
         if newest:
             box._roll = True
-    return last_off
 
 
 # -- rewriting -------------------------------------------------------------
 
 def rewrite(box, group, drop0, min_seq):
     """Copy the records of segments `group` worth keeping into the first one's file
-    (temp-then-rename), then delete the others. Updates group[0] in place and returns
-    the offset of its newest record; group[0][_COUNT] == 0 means it was removed too."""
+    (temp-then-rename), then delete the others. Updates group[0] in place;
+    group[0][_COUNT] == 0 means it was removed too."""
     seg = group[0]
     path = box._path(seg[_NO])
     tmp = path + ".tmp"
     first = None
     last = min_seq
-    count = size = b0 = last_off = 0
+    count = size = b0 = 0
     drops = []
     run = None
     acked = box._acked
@@ -268,9 +285,9 @@ def rewrite(box, group, drop0, min_seq):
                 with open(box._path(src[_NO]), "rb") as f:
                     while off < src[_SIZE]:
                         f.seek(off)
-                        h = box._head(f)
+                        h = _head(f, box._hdr)
                         if h is None:
-                            raise _Bad("bad header in %s at %d" % (box._name(src[_NO]), off))
+                            raise _Bad("bad header in %s at %d" % (_name(src[_NO]), off))
                         prio, n, seq, crc = h
                         off += _HDR_LEN + n
                         if seq <= last:
@@ -286,17 +303,16 @@ def rewrite(box, group, drop0, min_seq):
                             run = None
                         out.write(hdr)
                         if not _stream(box, f, n, crc, out):
-                            raise _Bad("bad CRC in %s" % box._name(src[_NO]))
+                            raise _Bad("bad CRC in %s" % _name(src[_NO]))
                         if first is None:
                             first = seq
                         last = seq
                         count += 1
-                        last_off = size
                         size += _HDR_LEN + n
                         if prio == 0:
                             b0 += _HDR_LEN + n
         if count:
-            box._rename(tmp, path)
+            _rename(tmp, path)
         else:
             _remove(tmp)
             _remove(path)
@@ -313,7 +329,7 @@ def rewrite(box, group, drop0, min_seq):
             _remove(box._path(other[_NO]))
         except OSError as e:
             # harmless: its records are in the merged file, boot skips them as repeats
-            box._problem("%s: cannot delete: %r" % (box._name(other[_NO]), e))
+            box._problem("%s: cannot delete: %r" % (_name(other[_NO]), e))
     for a, b in drops:
         _note_range(box.dropped, a, b)
     box._gen += 1
@@ -323,7 +339,6 @@ def rewrite(box, group, drop0, min_seq):
     seg[_SIZE] = size
     seg[_B0] = b0
     seg[_GEN] = box._gen
-    return last_off
 
 
 def undo(box, path, seg, off, fresh):
@@ -351,7 +366,7 @@ def make_room(box, need):
     i = 0
     while box.bytes_used() + need > box.max_bytes:
         if i >= len(segs) - 1:
-            raise _full(box)
+            raise OutboxFull(box.pending())
         if segs[i][_B0] == 0:
             i += 1
             continue
@@ -370,7 +385,7 @@ def make_room(box, need):
             rewrite(box, segs[start:end + 1], True, 0)
         except (OSError, _Bad) as e:
             box._problem("compaction failed: %r" % (e,))
-            raise OutboxFull("outbox full: cannot free space (%r)" % (e,))
+            raise OutboxFull(box.pending(), e)
         del segs[start + 1:end + 1]
         if segs[start][_COUNT] == 0:
             del segs[start]

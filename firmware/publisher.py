@@ -13,12 +13,14 @@ pass, one record in RAM at a time, and tells the outbox of acknowledgements once
 middle of a drain up to ~16 windows of delivered events are published again.
 """
 import json
-from time import ticks_add, ticks_diff
+import time
 
 import asyncio
-from micropython import const
 
 from firmware.mqtt import MQTTClient, link
+
+# const() needs no import on MicroPython (its compiler folds it); with `import time`, 8
+# globals fit one table size less.
 
 _STATE_MIN_MS = const(1000)  # retained state snapshot at most once a second
 _WINDOW = const(8)           # QoS 1 messages in flight: pipelined, yet bounded RAM (~3 KiB)
@@ -34,28 +36,33 @@ class Publisher:
         # (short literals: each one above ten characters costs a heap object)
         self.base = "qterm/v1/" + cfg["site"] + "/" + cfg["device"] + "/"
         offline = json.dumps({"state": "offline", "dev": cfg["device"], "boot": app.boot_no})
+        ctx = name = None
+        if b.get("tls"):
+            ctx, name = link("tls", b, app.root)
         self.client = MQTTClient(
             "qterm-" + cfg["site"] + "-" + cfg["device"], b["host"], b["port"],
             keepalive=b["keepalive"], user=b.get("user"), password=b.get("password"),
-            ssl_context=link("tls_context", b, app.root) if b.get("tls") else None,
-            server_hostname=(b.get("server_name") or b["host"]) if b.get("tls") else None,
+            ssl_context=ctx, server_hostname=name,
             will=(self.base + "status", offline.encode(), True, 1),
-            clean_session=False, window=_WINDOW, subs=[(self.base + "cmd", 1)], rx_size=_RX_BYTES,
-            on_message=self._on_message, on_ack=self._on_ack, on_state=self._on_state)
+            clean_session=False, window=_WINDOW, subs=((self.base + "cmd", 1),), rx_size=_RX_BYTES,
+            on_message=self._on_message, on_ack=self._on_ack, on_state=self.wake)
         self.inflight = {}   # packet id -> seq
         self.sent = app.outbox.acked()
         self.flag = asyncio.Event()
-        self.fresh = False   # just (re)connected: announce presence first
+        self.online = 0      # client.connects when presence was last announced: on each
+        #                      (re)connect the retained "online" goes out first
         self.state_dirty = True
 
     def connected(self):
-        return self.client.connected()
+        return self.client.connected
 
     def last_error(self):
         """Why the broker connection last failed, in words (None while all is well)."""
         return self.client.last_error
 
     def wake(self, state_changed=False):
+        """An event is durable (state_changed: and the hall changed), or the broker connection
+        came (True) or went: either way there may be something to publish."""
         if state_changed:
             self.state_dirty = True
         self.flag.set()
@@ -66,11 +73,6 @@ class Publisher:
         self.client.enabled = up
         if not up:
             self.client.drop()
-        self.flag.set()
-
-    def _on_state(self, up):
-        if up:
-            self.fresh = True
         self.flag.set()
 
     def _on_ack(self, pid):
@@ -91,7 +93,7 @@ class Publisher:
             self.app.command(payload)
 
     async def reply(self, obj):
-        if self.client.connected():
+        if self.client.connected:
             try:
                 await self.client.publish(self.base + "cmd/reply", json.dumps(obj).encode(), qos=1)
             except OSError:
@@ -108,11 +110,11 @@ class Publisher:
             # take three turns of the loop), so events never wait behind other work.
             await self.flag.wait()
             self.flag.clear()
-            if not self.client.connected():
+            if not self.client.connected:
                 continue
             try:
-                if self.fresh:  # (re)connected: announce presence first
-                    self.fresh = False
+                if self.online != self.client.connects:  # (re)connected: announce presence first
+                    self.online = self.client.connects
                     from firmware.app import FIRMWARE  # loaded already: a lookup, not a load
                     online = {"state": "online", "dev": self.app.cfg["device"], "boot": self.app.boot_no,
                               "fw": FIRMWARE, "ts": self.app.now()}
@@ -139,11 +141,11 @@ class Publisher:
                     gen = payload = evt = t = None  # this frame waits long: hold no record
                 if self.state_dirty:
                     now = self.app.hal.clock.ticks_ms()
-                    due = 0 if last_state is None else _STATE_MIN_MS - ticks_diff(now, last_state)
+                    due = 0 if last_state is None else _STATE_MIN_MS - time.ticks_diff(now, last_state)
                     if due > 0:
                         # at most one a second, never holding events back: wake up for it
-                        if timer is None or ticks_diff(now, timer) >= 0:
-                            timer = ticks_add(now, due)
+                        if timer is None or time.ticks_diff(now, timer) >= 0:
+                            timer = time.ticks_add(now, due)
                             asyncio.create_task(self._later(due))
                     else:
                         self.state_dirty = False

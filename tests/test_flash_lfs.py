@@ -61,7 +61,7 @@ while True:
 _CHECK = """
 import json
 seqs = [s for s, p in box.records(0)]
-print(json.dumps({"seqs": seqs, "acked": box.acked(), "floor": box.floor(), "problems": box.problems,
+print(json.dumps({"seqs": seqs, "acked": box.acked(), "floor": box._floor, "problems": box.problems,
                   "pending": box.pending(), "last": box.last()[0] if box.last() else 0}))
 """
 

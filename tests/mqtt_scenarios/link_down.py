@@ -16,7 +16,7 @@ STATUS = arg("topic", "qterm/v1/hall1/dev3/status")
 
 async def online(c, text):
     await c.publish(STATUS, text, 1, True)
-    while c.inflight():
+    while c.inflight:
         await asyncio.sleep_ms(10)
 
 
@@ -24,13 +24,13 @@ async def main():
     c = mqtt.MQTTClient("linkdev", "127.0.0.1", arg("port", 1883), keepalive=10,
                         will=(STATUS, b"offline", True, 1), backoff_min_ms=100, backoff_max_ms=200)
     task = asyncio.create_task(c.run())
-    while not c.connected():
+    while not c.connected:
         await asyncio.sleep_ms(10)
     await online(c, b"online")
     say("ONLINE")
     c.enabled = False  # as the publisher does it: disable, then drop
     c.drop()
-    say("DROPPED", c.connected())
+    say("DROPPED", c.connected)
     say("WHY", c.last_error)
     try:
         await c.publish(STATUS, b"lost", 1)
@@ -38,9 +38,9 @@ async def main():
     except OSError:
         say("REFUSED_WHILE_DOWN")
     await asyncio.sleep_ms(1500)
-    say("STILL_DOWN" if not c.connected() else "RECONNECTED_WHILE_DISABLED", c.connects)
+    say("STILL_DOWN" if not c.connected else "RECONNECTED_WHILE_DISABLED", c.connects)
     c.enabled = True
-    while not c.connected():
+    while not c.connected:
         await asyncio.sleep_ms(10)
     say("UP", c.connects)
     say("WHY_UP", c.last_error)

@@ -68,7 +68,7 @@ async def main():
         await task
         say("FDS", open_fds())
         return
-    while not c.connected():
+    while not c.connected:
         await asyncio.sleep_ms(10)
     pad = b"x" * max(0, SIZE - 6)
     peak = 0
@@ -86,7 +86,7 @@ async def main():
         if i == N // 2:
             gc.collect()
             peak = free1 - gc.mem_free()
-    while QOS and (acks[0] < N or c.inflight()):
+    while QOS and (acks[0] < N or c.inflight):
         await asyncio.sleep_ms(2)
     ms = time.ticks_diff(time.ticks_ms(), t0)
     say("ACKED", acks[0], ms)

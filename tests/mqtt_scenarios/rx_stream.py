@@ -113,7 +113,7 @@ async def one(chunk, mode):
 
         async def connect():
             c.connects += 1
-            c._reached = True
+            c.connected = True
             return stream
         return connect()
 
@@ -128,7 +128,7 @@ async def one(chunk, mode):
         c = mqtt.MQTTClient("rx", "127.0.0.1", rx_size=RX_SIZE, window=4,
                             on_message=lambda t, p: got.append((t, p)), on_ack=acked.append)
         task = asyncio.create_task(c.run())
-        while not c.connected():
+        while not c.connected:
             await asyncio.sleep_ms(1)
         await c.publish("o/1", b"one", 1)
         await c.publish("o/2", b"two", 1)
@@ -149,12 +149,12 @@ async def one(chunk, mode):
             problems.append("messages %r" % [(t, p if p is None else len(p)) for t, p in got])
         if out != b"".join(bytes((0x40, 2, 0, p)) for p in pids):
             problems.append("acks %r" % out)
-        if acked != [1, 2] or c.inflight():
+        if acked != [1, 2] or c.inflight:
             problems.append("own acks %r" % acked)
         if c.granted != b"\x01":
             problems.append("granted %r" % c.granted)
-        if not c.connected() or c.last_error is not None or c.connects != 1:
-            problems.append("connection %r %r" % (c.connected(), c.last_error))
+        if not c.connected or c.last_error is not None or c.connects != 1:
+            problems.append("connection %r %r" % (c.connected, c.last_error))
         await c.disconnect()
         await task
         if not bytes(stream.out).endswith(b"\xe0\x00"):

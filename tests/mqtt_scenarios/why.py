@@ -36,11 +36,10 @@ class _Ctx:
 
 for name, exc, tls, reached in CASES:
     c = mqtt.MQTTClient("why", "127.0.0.1", ssl_context=_Ctx() if tls else None)
-    c._reached = reached
-    c._fail(c._gen, exc)
+    c.connected = reached  # a CONNACK accepted the connection that fails
+    c._end(c._gen, exc)
     say("CASE", name, c.last_error)
 c = mqtt.MQTTClient("why", "127.0.0.1")
 for rc in range(1, 6):
-    c._lost.clear()
-    c._fail(c._gen, 6 + rc)  # what _session passes for CONNACK return code rc
+    c._end(c._gen, 6 + rc)  # the line of the table mqtt_link.connect asks for on return code rc
     say("CASE", "connack%d" % rc, c.last_error)

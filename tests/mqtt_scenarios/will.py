@@ -17,10 +17,10 @@ async def main():
     c = mqtt.MQTTClient(arg("id", "willdev"), "127.0.0.1", arg("port", 1883), keepalive=arg("ka", 2),
                         will=(STATUS, b'{"online":false}', True, 1), backoff_min_ms=200)
     asyncio.create_task(c.run())
-    while not c.connected():
+    while not c.connected:
         await asyncio.sleep_ms(10)
     await c.publish(STATUS, b'{"online":true}', 1, True)
-    while c.inflight():
+    while c.inflight:
         await asyncio.sleep_ms(10)
     say("ONLINE")
     while True:
