@@ -17,6 +17,7 @@ from firmware.publisher import Publisher
 
 FIRMWARE = "0.4.0"
 SNAPSHOT_EVERY = 64
+_SHEET = 1024      # bytes of the ticket layout buffer (a ticket is ~650; more spills over)
 _LOW_HEAP = 3072    # below this free heap, collect before making an event durable
 _MAX_COMMANDS = 8   # backend commands waiting (a ring), and at most _CMD_BYTES of them:
 _CMD_BYTES = 4096   # more are dropped and counted, so a flood can't eat RAM
@@ -24,6 +25,9 @@ _CMD_BYTES = 4096   # more are dropped and counted, so a flood can't eat RAM
 
 class App:
     def __init__(self, hal, cfg):
+        # Allocated first, while the heap is still whole: later in the day the free heap is
+        # many small holes, and a ticket laid out in a growing bytearray needs a large one.
+        self.sheet = bytearray(_SHEET)
         self.hal = hal
         self.cfg = cfg
         self.langs = cfg["languages"]
@@ -259,6 +263,8 @@ class App:
             return {"ok": False, "refused": "memory"}
 
     async def issue(self, code, kind, appointment=None, printed=True):
+        while self.printing:    # a backend check-in while a ticket prints: one sheet buffer
+            await asyncio.sleep_ms(50)
         self.printing = True
         try:
             if printed:
@@ -295,7 +301,7 @@ class App:
         return {"ok": False, "refused": data["reason"]}
 
     def _layout(self, d):
-        """The ESC/POS bytes of ticket d (about 600 bytes). The layout, ESC/POS and GB2312
+        """The ESC/POS bytes of ticket d (about 650 bytes, a view of self.sheet). The layout, ESC/POS and GB2312
         code is loaded only while a ticket prints: its bytecode is worth more as free RAM."""
         try:
             from firmware import ticket

@@ -147,10 +147,31 @@ def render(app, d):
             "notice": _names("notice", langs) if pcfg["notice"] else None,
             "lang2": langs[1] if len(langs) > 1 else None,
             "qr": "%s%s/%s/%s" % (pcfg["qr_prefix"], app.cfg["device"], app.hall.day, d["ticket"])}
-    out = bytearray()
+    sheet = _Sheet(app.sheet)
     with Gb2312() as gb:
-        print_ticket(out.extend, info, pcfg["cols"], gb)
-    return out
+        print_ticket(sheet.write, info, pcfg["cols"], gb)
+    return memoryview(sheet.buf)[:sheet.n]
+
+
+class _Sheet:
+    """The ticket's bytes gathered in the terminal's own buffer (allocated at boot while the
+    heap was whole), so laying a ticket out needs no large free block; a ticket longer than
+    the buffer (very long configured texts) moves to a bytearray of its own."""
+
+    def __init__(self, buf):
+        self.buf = buf
+        self.n = 0
+
+    def write(self, data):
+        n = self.n
+        k = len(data)
+        buf = self.buf
+        if n + k > len(buf):
+            big = bytearray(2 * (n + k))
+            big[:n] = buf[:n]
+            self.buf = buf = big
+        buf[n:n + k] = data     # no allocation: a slice store of the same length
+        self.n = n + k
 
 
 def _names(key, langs):

@@ -7,7 +7,7 @@ each .py compiled by mpy-cross), maps it read-only into this process like the fl
 maps a partition, and then runs MicroPython in this very process (the unix port is a
 library here), so this PID is the device and SIGKILL is a power cut.
 
-QTERM_HEAP (default 128K; the budget is 96K, see README) sets the heap; QTERM_ROMFS=0 loads plain .py files instead;
+QTERM_HEAP (default 96K, the device budget; see README) sets the heap; QTERM_ROMFS=0 loads plain .py files instead;
 QTERM_CODE_DIR=DIR runs firmware/ and hal/ from DIR (e.g. a tree deployed by tools/qterm).
 
 QTERM_MICROPYTHON=PATH runs the device under that micropython executable instead (exec: this
@@ -189,7 +189,7 @@ def run_external(exe, heap):
 
 
 def main():
-    heap = os.environ.get("QTERM_HEAP", "128K")
+    heap = os.environ.get("QTERM_HEAP", "96K")
     if os.environ.get("QTERM_MICROPYTHON"):
         run_external(os.environ["QTERM_MICROPYTHON"], heap)
     import micropython_run

@@ -122,3 +122,16 @@ def test_oversized_qr_is_left_out_but_ticket_printed():
     b = _print(_ticket(qr="x" * 8000))
     assert b"\x1d(k" not in b and b"A001" in b
     assert b.endswith(b"\x1dVB\x04")
+
+
+def test_sheet_gathers_a_ticket_in_place_and_spills_a_longer_one():
+    from firmware.ticket import _Sheet
+    whole = _print(_ticket())
+    own = bytearray(1024)
+    sheet = _Sheet(own)
+    print_ticket(sheet.write, _ticket(), 32, _GB)
+    assert sheet.buf is own and bytes(own[:sheet.n]) == whole    # laid out where it was given
+    small = bytearray(100)
+    sheet = _Sheet(small)
+    print_ticket(sheet.write, _ticket(), 32, _GB)
+    assert sheet.buf is not small and bytes(sheet.buf[:sheet.n]) == whole  # moved, nothing lost
