@@ -63,6 +63,8 @@ class App:
         self.cmd_head = 0
         self.cmd_n = 0
         self.cmd_wake = None        # the command task's Event, once it runs
+        self.cmd_mod = None         # firmware.commands while the command task holds it
+        self.cmd_busy = False       # a command is being handled (its code cannot be shed)
         self.cmd_quiet = None       # refusals being suppressed (see commands._journal)
         self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
         self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
@@ -235,32 +237,51 @@ class App:
     # ---- presses ---------------------------------------------------------------
     async def press(self, name):
         """Handle one debounced press; returns a result dict (also given to buttons.handled).
-        Running short of memory is an answer, not a crash: nothing was made durable."""
-        try:
-            cid = self.home
-            if "@" in name:
-                name, cid = name.split("@", 1)
-            if self.behind:
-                return {"ok": False, "refused": "restarting"}
-            self.check_clock()
-            if name.startswith("ticket:"):
-                if self.printing:
-                    self.stats["ignored"] += 1
-                    return {"ok": True, "ignored": "printing"}
-                parts = name.split(":")
-                kind = "priority" if len(parts) > 2 and parts[2] == "priority" else "normal"
-                return await self.issue(parts[1], kind)
-            if name.startswith("rate") and len(name) == 5 and name[4] in "12345":
-                return self.rate(cid, int(name[4]))
-            if name in ("next", "recall", "skip", "finish", "pause"):
-                return self.staff_key(cid, name)
-            self.stats["ignored"] += 1
-            return {"ok": False, "error": "unknown button %r" % name}
-        except MemoryError:
-            gc.collect()
-            self.stats["refused"] += 1
-            self._show(messages.refusal("memory", self.langs), "----", 4)
-            return {"ok": False, "refused": "memory"}
+        Running short of memory is an answer, not a crash: nothing was made durable. A
+        citizen comes before the backend: short of memory, a press sheds the command code
+        (when no command is being handled) and is tried once more - only if nothing of it
+        reached flash."""
+        seq = self.stamper.seq
+        for again in (True, False):
+            try:
+                return await self._press(name)
+            except MemoryError:
+                gc.collect()
+                if again and self.stamper.seq == seq and self.shed():
+                    continue
+                self.stats["refused"] += 1
+                self._show(messages.refusal("memory", self.langs), "----", 4)
+                return {"ok": False, "refused": "memory"}
+
+    def shed(self):
+        """Free the backend-command code if no command is being handled (the command task
+        loads it again for the next one). True if something was freed."""
+        if self.cmd_mod is None or self.cmd_busy:
+            return False
+        self.cmd_mod = None
+        release("commands", "config", "store", "text", "texts", "report", "config_keys")
+        return True
+
+    async def _press(self, name):
+        cid = self.home
+        if "@" in name:
+            name, cid = name.split("@", 1)
+        if self.behind:
+            return {"ok": False, "refused": "restarting"}
+        self.check_clock()
+        if name.startswith("ticket:"):
+            if self.printing:
+                self.stats["ignored"] += 1
+                return {"ok": True, "ignored": "printing"}
+            parts = name.split(":")
+            kind = "priority" if len(parts) > 2 and parts[2] == "priority" else "normal"
+            return await self.issue(parts[1], kind)
+        if name.startswith("rate") and len(name) == 5 and name[4] in "12345":
+            return self.rate(cid, int(name[4]))
+        if name in ("next", "recall", "skip", "finish", "pause"):
+            return self.staff_key(cid, name)
+        self.stats["ignored"] += 1
+        return {"ok": False, "error": "unknown button %r" % name}
 
     async def issue(self, code, kind, appointment=None, printed=True):
         while self.printing:    # a backend check-in while a ticket prints: one sheet buffer
@@ -280,6 +301,8 @@ class App:
                 return self._refuse(data)
             # The ticket is laid out before it becomes durable: if memory is short it is
             # refused, never issued and then left unprinted.
+            if printed:
+                self.shed()     # the layout code needs the RAM more than an idle command task
             paper = self._layout(data) if printed else None
             if not self.emit(etype, data):
                 self.full_refusals += 1
@@ -532,10 +555,11 @@ class App:
     async def _commands(self):
         """The one command task: handles the waiting commands in arrival order and publishes
         their replies (commands.handle decides which refusals go unanswered in a flood).
-        Nothing ends it: low memory or a bug answers the command at hand and the loop carries on. The commands module stays loaded while commands keep coming (a
-        flood is not imported message by message) and is released when none waits; the task
+        Nothing ends it: low memory or a bug answers the command at hand and the loop carries
+        on. The commands module stays loaded while commands keep coming (a flood is not
+        imported message by message) and is released when none waits or a press needs the
+        RAM (shed); the task
         also ends a quiet period of suppressed refusals (commands.quiet_over) when it is due."""
-        cmds = None
         while True:
             reply = None
             try:
@@ -543,17 +567,19 @@ class App:
                 if self.cmd_n:
                     reply = {"id": None, "ok": False, "error": "internal"}  # if handling fails
                     try:
-                        if cmds is None:
+                        if self.cmd_mod is None:
                             gc.collect()
                             from firmware import commands as cmds
-                        reply = await cmds.handle(self, self.commands[self.cmd_head])
+                            self.cmd_mod, cmds = cmds, None
+                        self.cmd_busy = True
+                        reply = await self.cmd_mod.handle(self, self.commands[self.cmd_head])
                     finally:  # off the ring whatever happened: one message never jams it
+                        self.cmd_busy = False
                         self.commands[self.cmd_head] = None
                         self.cmd_head = (self.cmd_head + 1) % _MAX_COMMANDS
                         self.cmd_n -= 1
-                elif cmds is not None:  # none waits: give the RAM back
-                    cmds = None
-                    release("commands", "config", "store", "text", "texts", "report", "config_keys")
+                elif self.cmd_mod is not None:  # none waits: give the RAM back
+                    self.shed()
                 else:
                     self.cmd_wake.clear()
                     if q and q[0]:  # a quiet period runs: look at its end every second
@@ -562,7 +588,8 @@ class App:
                         except asyncio.TimeoutError:
                             if ticks_diff(self.hal.clock.ticks_ms(), q[1]) >= 0:
                                 from firmware import commands as cmds
-                                cmds.quiet_over(self)
+                                self.cmd_mod, cmds = cmds, None     # released next turn
+                                self.cmd_mod.quiet_over(self)
                     else:
                         await self.cmd_wake.wait()
             except Exception as e:  # low memory or a bug: answer, and carry on serving

@@ -110,7 +110,11 @@ class Control:
         if op == "status":
             from firmware import report
             from firmware import release
-            s = report.status(app)
+            try:
+                s = report.status(app)
+            except MemoryError:     # read only, so asked again once the command code is shed
+                app.shed()
+                s = report.status(app)
             release("report")
             s["ok"] = True
             return s
