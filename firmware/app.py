@@ -18,6 +18,7 @@ from firmware.publisher import Publisher
 FIRMWARE = "0.4.0"
 SNAPSHOT_EVERY = 64
 _SHEET = 1024      # bytes of the ticket layout buffer (a ticket is ~650; more spills over)
+_KEEP_LAYOUT = 8192  # free heap after a ticket above which its layout code stays loaded
 _LOW_HEAP = 3072    # below this free heap, collect before making an event durable
 _MAX_COMMANDS = 8   # backend commands waiting (a ring), and at most _CMD_BYTES of them:
 _CMD_BYTES = 4096   # more are dropped and counted, so a flood can't eat RAM
@@ -65,6 +66,7 @@ class App:
         self.cmd_wake = None        # the command task's Event, once it runs
         self.cmd_mod = None         # firmware.commands while the command task holds it
         self.cmd_busy = False       # a command is being handled (its code cannot be shed)
+        self.layout_mod = None      # firmware.ticket while it stays loaded (see _layout)
         self.cmd_quiet = None       # refusals being suppressed (see commands._journal)
         self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
         self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
@@ -226,41 +228,57 @@ class App:
         """Write the hall's snapshot so the outbox can release what it covers. Only an
         optimisation: if it fails the outbox still holds everything needed to replay."""
         gc.collect()
-        try:
-            from firmware import recovery
-            recovery.write_snapshot(self)
-            self.since_snapshot = 0
-        except (OSError, MemoryError) as e:
-            self.fault_seen("snapshot", e)
+        for again in (True, False):
+            try:
+                from firmware import recovery
+                recovery.write_snapshot(self)
+                self.since_snapshot = 0
+                break
+            except MemoryError as e:
+                release("recovery", "store")
+                if not (again and self.shed()):     # idle code gives way, then once more
+                    self.fault_seen("snapshot", e)
+                    break
+            except OSError as e:
+                self.fault_seen("snapshot", e)
+                break
+        recovery = None
         release("recovery", "store")
 
     # ---- presses ---------------------------------------------------------------
     async def press(self, name):
         """Handle one debounced press; returns a result dict (also given to buttons.handled).
         Running short of memory is an answer, not a crash: nothing was made durable. A
-        citizen comes before the backend: short of memory, a press sheds the command code
-        (when no command is being handled) and is tried once more - only if nothing of it
-        reached flash."""
+        citizen comes before the backend: short of memory, a press sheds the idle command
+        code and is tried again a moment later, twice (a connect or a snapshot holds its
+        RAM only briefly) - only while nothing of it has reached flash."""
         seq = self.stamper.seq
-        for again in (True, False):
+        for pause in (30, 200, 0):
             try:
                 return await self._press(name)
             except MemoryError:
+                self.shed()
                 gc.collect()
-                if again and self.stamper.seq == seq and self.shed():
+                if pause and self.stamper.seq == seq:
+                    await asyncio.sleep_ms(pause)
                     continue
                 self.stats["refused"] += 1
                 self._show(messages.refusal("memory", self.langs), "----", 4)
                 return {"ok": False, "refused": "memory"}
 
-    def shed(self):
-        """Free the backend-command code if no command is being handled (the command task
-        loads it again for the next one). True if something was freed."""
-        if self.cmd_mod is None or self.cmd_busy:
-            return False
-        self.cmd_mod = None
-        release("commands", "config", "store", "text", "texts", "report", "config_keys")
-        return True
+    def shed(self, layout=True):
+        """Free code that is loaded again when needed: the backend-command code if no command
+        is being handled, and (layout) the ticket layout code. True if something was freed."""
+        freed = False
+        if self.cmd_mod is not None and not self.cmd_busy:
+            self.cmd_mod = None
+            release("commands", "config", "store", "text", "texts", "report", "config_keys")
+            freed = True
+        if layout and self.layout_mod is not None:
+            self.layout_mod = None
+            release("ticket", "escpos", "gb2312")
+            freed = True
+        return freed
 
     async def _press(self, name):
         cid = self.home
@@ -302,7 +320,7 @@ class App:
             # The ticket is laid out before it becomes durable: if memory is short it is
             # refused, never issued and then left unprinted.
             if printed:
-                self.shed()     # the layout code needs the RAM more than an idle command task
+                self.shed(False)    # the layout needs the RAM more than an idle command task
             paper = self._layout(data) if printed else None
             if not self.emit(etype, data):
                 self.full_refusals += 1
@@ -324,14 +342,19 @@ class App:
         return {"ok": False, "refused": data["reason"]}
 
     def _layout(self, d):
-        """The ESC/POS bytes of ticket d (about 650 bytes, a view of self.sheet). The layout, ESC/POS and GB2312
-        code is loaded only while a ticket prints: its bytecode is worth more as free RAM."""
-        try:
+        """The ESC/POS bytes of ticket d (about 650 bytes, a view of self.sheet). The layout,
+        ESC/POS and GB2312 code (~7 KiB of heap) stays loaded while at least _KEEP_LAYOUT is
+        free after it: loading it again for every ticket needs large free blocks that a busy
+        day's heap lacks. Anything short of memory sheds it (shed)."""
+        if self.layout_mod is None:
             from firmware import ticket
-            return ticket.render(self, d)
+            self.layout_mod, ticket = ticket, None
+        try:
+            return self.layout_mod.render(self, d)
         finally:
-            ticket = None
-            release("ticket", "escpos", "gb2312")
+            gc.collect()
+            if gc.mem_free() < _KEEP_LAYOUT:
+                self.shed()
 
     async def _print(self, paper):
         try:
@@ -363,6 +386,8 @@ class App:
                                                                  "score": score, "ms": pad.press_ms()})
             except OSError:
                 self.stats["storage_errors"] += 1  # the step goes on; only a power cut now loses it
+            store = None
+            release("store")
             self._home_screen()
             return {"ok": True, "stage": "reason"}
         return self._submit_rating(pad, data)
@@ -374,6 +399,8 @@ class App:
         pad.close()
         from firmware import store
         store.remove(self.root + "/rating.pending")
+        store = None
+        release("store")    # loaded for a moment: a citizen's ticket needs the RAM more
         self.hal.indicator.set("rate", False)
         self.hal.indicator.set("thanks", True)
         self._show(messages.lines("thanks", self.langs), data["ticket"], 3)
@@ -569,7 +596,11 @@ class App:
                     try:
                         if self.cmd_mod is None:
                             gc.collect()
-                            from firmware import commands as cmds
+                            try:
+                                from firmware import commands as cmds
+                            except MemoryError:     # the ticket layout code gives way
+                                self.shed()
+                                from firmware import commands as cmds
                             self.cmd_mod, cmds = cmds, None
                         self.cmd_busy = True
                         reply = await self.cmd_mod.handle(self, self.commands[self.cmd_head])

@@ -16,17 +16,17 @@ except ImportError:
 
 from firmware.gb2312 import code_point, seq_len, utf8
 
-COLS_58 = const(32)
-COLS_80 = const(48)
+_COLS_58 = const(32)
+_COLS_80 = const(48)
 
 LEFT = const(0)
 CENTRE = const(1)
-RIGHT = const(2)
+_RIGHT = const(2)
 
-QR_EC_L = const(48)
-QR_EC_M = const(49)
-QR_EC_Q = const(50)
-QR_EC_H = const(51)
+_QR_EC_L = const(48)
+_QR_EC_M = const(49)
+_QR_EC_Q = const(50)
+_QR_EC_H = const(51)
 _QR_MAX = const(7089)  # GS ( k fn 80: pL + pH*256 = data length + 3 <= 7092
 
 _OUT = const(64)  # bytes gathered before write() is called
@@ -128,7 +128,7 @@ class EscPos:
     cut() and at flush(), so a ticket costs the port about ten writes, not seventy.
     """
 
-    def __init__(self, write, cols=COLS_58, gb=None):
+    def __init__(self, write, cols=_COLS_58, gb=None):
         self._write = write
         self.cols = cols
         self.gb = gb
@@ -189,7 +189,7 @@ class EscPos:
         return self
 
     def align(self, n):
-        """ESC a n: LEFT, CENTRE or RIGHT; takes effect at the start of a line."""
+        """ESC a n: LEFT, CENTRE or right (2); takes effect at the start of a line."""
         self._cmd(_ESC, 0x61, n)
         return self
 
@@ -273,7 +273,7 @@ class EscPos:
         self._byte(fn)
         self._byte(arg)
 
-    def qr(self, data, module=6, ec=QR_EC_M):
+    def qr(self, data, module=6, ec=_QR_EC_M):
         """Print a QR code (model 2) of data (str is sent as UTF-8)."""
         data = utf8(data)
         k = len(data)

@@ -52,6 +52,8 @@ class Publisher:
         self.online = 0      # client.connects when presence was last announced: on each
         #                      (re)connect the retained "online" goes out first
         self.state_dirty = True
+        self.hold_ms = 0     # a held-back `state` falls due in this many ms (for _timer)
+        self.timer = asyncio.Event()
 
     def connected(self):
         return self.client.connected
@@ -102,6 +104,7 @@ class Publisher:
     async def run(self):
         self.client.enabled = self.app.hal.net.up()
         asyncio.create_task(self.client.run())
+        asyncio.create_task(self._timer())
         last_state = None
         timer = None    # when the wake-up for a held-back `state` fires
         while True:
@@ -146,7 +149,8 @@ class Publisher:
                         # at most one a second, never holding events back: wake up for it
                         if timer is None or time.ticks_diff(now, timer) >= 0:
                             timer = time.ticks_add(now, due)
-                            asyncio.create_task(self._later(due))
+                            self.hold_ms = due
+                            self.timer.set()
                     else:
                         self.state_dirty = False
                         last_state = now
@@ -159,6 +163,14 @@ class Publisher:
                 await asyncio.sleep_ms(1000)
                 self.flag.set()
 
-    async def _later(self, ms):
-        await asyncio.sleep_ms(ms)
-        self.flag.set()
+    async def _timer(self):
+        """The one task that wakes run() when a held-back `state` falls due. One for good, not
+        a task per wake-up: those piled up, each sleeping out its second, whenever citizens
+        came faster than one a second of device clock (bench_heap's day at 96K ran out of
+        heap after ~40 citizens)."""
+        while True:
+            await self.timer.wait()
+            self.timer.clear()
+            ms, self.hold_ms = self.hold_ms, 0
+            await asyncio.sleep_ms(ms)
+            self.flag.set()
