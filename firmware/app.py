@@ -18,7 +18,8 @@ from firmware.publisher import Publisher
 FIRMWARE = "0.4.0"
 SNAPSHOT_EVERY = 64
 _SHEET = 1024      # bytes of the ticket layout buffer (a ticket is ~650; more spills over)
-_KEEP_LAYOUT = 8192  # free heap after a ticket above which its layout code stays loaded
+_KEEP_LAYOUT = 24576  # free heap after a ticket above which its layout code stays loaded
+_NO_MEMORY = {"ok": False, "refused": "memory"}  # the answer when even that could not be made
 _LOW_HEAP = 3072    # below this free heap, collect before making an event durable
 _MAX_COMMANDS = 8   # backend commands waiting (a ring), and at most _CMD_BYTES of them:
 _CMD_BYTES = 4096   # more are dropped and counted, so a flood can't eat RAM
@@ -257,14 +258,21 @@ class App:
             try:
                 return await self._press(name)
             except MemoryError:
+                pass
+            try:   # (outside the except clause: its own allocations may fail as well)
                 self.shed()
                 gc.collect()
-                if pause and self.stamper.seq == seq:
-                    await asyncio.sleep_ms(pause)
-                    continue
-                self.stats["refused"] += 1
-                self._show(messages.refusal("memory", self.langs), "----", 4)
-                return {"ok": False, "refused": "memory"}
+                if not pause or self.stamper.seq != seq:
+                    break
+                await asyncio.sleep_ms(pause)
+            except MemoryError:
+                break
+        try:
+            self.stats["refused"] += 1
+            self._show(messages.refusal("memory", self.langs), "----", 4)
+        except MemoryError:
+            pass    # the answer still goes back to the key (made at boot, below)
+        return _NO_MEMORY
 
     def shed(self, layout=True):
         """Free code that is loaded again when needed: the backend-command code if no command
