@@ -110,11 +110,15 @@ class Control:
         if op == "status":
             from firmware import report
             from firmware import release
-            try:
-                s = report.status(app)
-            except MemoryError:     # read only, so asked again once the command code is shed
+            for pause in (50, 250, 0):  # read only: asked again after shedding and a pause
+                try:
+                    s = report.status(app)
+                    break
+                except MemoryError:
+                    if not pause:
+                        raise
                 app.shed()
-                s = report.status(app)
+                await asyncio.sleep_ms(pause)   # (a boot's replay or a connect holds RAM briefly)
             release("report")
             s["ok"] = True
             return s
