@@ -327,6 +327,9 @@ def _check_sections(c, cfg, langs):
         for k in ("ca", "server_name", "user", "password"):
             if b.get(k) is not None:
                 c.typed(b, k, "broker.", "text")
+        if b.get("password") is not None and not b.get("user"):
+            # MQTT 3.1.1 (3.1.2.9): no password without a user name; brokers close the connection
+            c.err("broker.password", "a password needs broker.user (MQTT sends none without a user name)")
     o = c.typed(cfg, "outbox", "", "object", required=False)
     if o is not None:
         c.int_range(o, "max_kb", "outbox.", 16, 1024)
@@ -406,6 +409,23 @@ PENDING = "/config.next.json"      # {"id": command id, "patch": {...}}
 RESULT = "/config.result.json"     # the outcome, until the app has announced and answered it
 
 
+def _ca_loads(cfg, root):
+    """[] if cfg's broker needs no CA or its CA file loads; else the error (a remote change
+    must not point the terminal at a certificate it cannot read)."""
+    b = normalised(cfg, "broker")
+    if not b.get("tls"):
+        return []
+    try:
+        from firmware.mqtt_link import tls_context
+        tls_context(b, root)
+        return []
+    except Exception as e:
+        return [("broker.ca", "CA certificate %s cannot be loaded: %r" % (b.get("ca") or "ca.der", e))]
+    finally:
+        import sys
+        sys.modules.pop("firmware.mqtt_link", None)
+
+
 def apply_pending(root):
     """Merge a pending config.set into <root>/config.json if the result validates; record the
     outcome in <root>/config.result.json. Returns the outcome dict or None."""
@@ -435,7 +455,7 @@ def apply_pending(root):
             else:
                 merged[k] = v
         current = None
-        errors = validate(merged)
+        errors = validate(merged) or _ca_loads(merged, root)
         if errors:
             out["detail"] = "; ".join(describe(errors))[:200]
         else:

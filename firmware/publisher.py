@@ -37,8 +37,14 @@ class Publisher:
         self.base = "qterm/v1/" + cfg["site"] + "/" + cfg["device"] + "/"
         offline = json.dumps({"state": "offline", "dev": cfg["device"], "boot": app.boot_no})
         ctx = name = None
+        self.tls_error = None   # broken TLS material: offline (and saying why) until it loads
         if b.get("tls"):
-            ctx, name = link("tls", b, app.root)
+            try:
+                ctx, name = link("tls", b, app.root)
+            except Exception as e:  # missing, unreadable or PEM CA: serve offline, never stop
+                self.tls_error = _ca_words(b, e)
+                self.broker = b     # kept for _await_ca (the running config drops it)
+                app.problems.append(self.tls_error)
         self.client = MQTTClient(
             "qterm-" + cfg["site"] + "-" + cfg["device"], b["host"], b["port"],
             keepalive=b["keepalive"], user=b.get("user"), password=b.get("password"),
@@ -52,6 +58,8 @@ class Publisher:
         self.online = 0      # client.connects when presence was last announced: on each
         #                      (re)connect the retained "online" goes out first
         self.state_dirty = True
+        if self.tls_error:
+            self.client.last_error = self.tls_error
         self.hold_ms = 0     # a held-back `state` falls due in this many ms (for _timer)
         self.timer = asyncio.Event()
 
@@ -72,7 +80,7 @@ class Publisher:
     def link_changed(self):
         """The network link went up or down (Wi-Fi lost, cable pulled)."""
         up = self.app.hal.net.up()
-        self.client.enabled = up
+        self.client.enabled = up and not self.tls_error
         if not up:
             self.client.drop()
         self.flag.set()
@@ -102,8 +110,10 @@ class Publisher:
                 pass
 
     async def run(self):
-        self.client.enabled = self.app.hal.net.up()
+        self.client.enabled = self.app.hal.net.up() and not self.tls_error
         asyncio.create_task(self.client.run())
+        if self.tls_error:
+            asyncio.create_task(self._await_ca())
         asyncio.create_task(self._timer())
         last_state = None
         timer = None    # when the wake-up for a held-back `state` fires
@@ -163,6 +173,22 @@ class Publisher:
                 await asyncio.sleep_ms(1000)
                 self.flag.set()
 
+    async def _await_ca(self):
+        """While the CA cannot be loaded, try again every 5 s: a technician who copies ca.der
+        to the flash brings the terminal online without a restart."""
+        b = self.broker
+        while self.tls_error:
+            await asyncio.sleep_ms(5000)
+            try:
+                ctx, name = link("tls", b, self.app.root)
+            except Exception as e:
+                self.tls_error = self.client.last_error = _ca_words(b, e)
+                continue
+            c = self.client
+            c.conf = c.conf[:6] + (ctx, name) + c.conf[8:]
+            self.tls_error = c.last_error = None
+            self.link_changed()
+
     async def _timer(self):
         """The one task that wakes run() when a held-back `state` falls due. One for good, not
         a task per wake-up: those piled up, each sleeping out its second, whenever citizens
@@ -174,3 +200,11 @@ class Publisher:
             ms, self.hold_ms = self.hold_ms, 0
             await asyncio.sleep_ms(ms)
             self.flag.set()
+
+
+def _ca_words(b, e):
+    """Why the broker's CA certificate could not be loaded, for status and device.boot."""
+    ca = b.get("ca") or "ca.der"
+    if isinstance(e, OSError) and e.args and e.args[0] == 2:
+        return "TLS: CA certificate %s missing on the device" % ca
+    return "TLS: CA certificate %s unreadable (DER expected): %r" % (ca, e)

@@ -90,6 +90,22 @@ def test_config_set_is_validated_and_applied_by_a_restart(sim, sub):
     assert len(events(sub, "config.applied")) == 1
 
 
+
+def test_config_set_pointing_at_a_ca_the_device_cannot_load_is_refused(sim, sub):
+    """A remote change must not lock the terminal out: broker.tls with a CA file that is not on
+    the flash is refused at the restart that would apply it; the terminal stays online as it was."""
+    sim.wait_drained()
+    r = command(sim, sub, KEY, "config.set", {"patch": {"broker": {"tls": True, "ca": "nope.der"}}},
+                timeout=15)
+    assert r["ok"] is False and r["error"] == "bad_config" and "nope.der" in r["detail"], r
+    s = sim.reconnect()
+    rejected = wait_event(sub, "command.rejected", lambda e: e["data"]["op"] == "config.set")
+    assert rejected["data"]["reason"] == "bad_config"
+    assert sim.press("ticket:A")["ok"]
+    s = sim.wait_drained()
+    assert s["connected"] and s["mqtt_error"] is None, s
+
+
 Y2000 = 946684800
 
 

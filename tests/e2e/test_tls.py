@@ -1,4 +1,5 @@
 """The terminal talks to a TLS broker as configured: CA from its flash, name checked, password."""
+import json
 import os
 import shutil
 import subprocess
@@ -86,6 +87,50 @@ def test_untrusted_or_unauthorised_broker_gets_nothing(pki, tls_broker, what):
         assert s["mqtt_error"] == words
         assert s["connected"] is False and s["outbox"] >= 1
         assert not [ln for ln in sub.lines() if "/evt/" in ln]
+    finally:
+        sim.cleanup()
+        sub.stop()
+
+
+def _status_error(sim, timeout=15):
+    deadline = time.time() + timeout
+    s = sim.status()
+    while s["mqtt_error"] is None and time.time() < deadline:
+        time.sleep(0.1)
+        s = sim.status()
+    return s
+
+
+@pytest.mark.parametrize("ca", ["missing", "pem"])
+def test_broken_ca_serves_offline_says_why_and_comes_online_when_fixed(pki, tls_broker, ca):
+    """tls on with no ca.der (or a PEM one): the terminal boots and serves, status and device.boot
+    say what is wrong; a good ca.der copied to the flash brings it online, every event in order."""
+    sub = Subscriber(tls_broker.port, "qterm/#")
+    cfg = example_config()
+    cfg["broker"] = {"host": "127.0.0.1", "port": tls_broker.tls_port, "keepalive": 10, "tls": True,
+                     "ca": "ca.der", "server_name": "localhost", "user": "term01", "password": "s3cret"}
+    sim = Sim(tls_broker.tls_port, cfg)
+    flash = os.path.join(sim.state, "flash")
+    os.makedirs(flash, exist_ok=True)
+    if ca == "pem":
+        shutil.copy(os.path.join(pki, "ca.pem"), os.path.join(flash, "ca.der"))
+    try:
+        sim.start()
+        assert sim.press("ticket:A")["ok"]                # the citizen is served regardless
+        assert sim.press("next")["ok"]
+        s = _status_error(sim)
+        want = "missing on the device" if ca == "missing" else "unreadable (DER expected)"
+        assert s["mqtt_error"].startswith("TLS: CA certificate ca.der ") and want in s["mqtt_error"], s
+        assert s["connected"] is False and s["outbox"] >= 3
+        shutil.copy(os.path.join(pki, "ca.der"), os.path.join(flash, "ca.der.tmp"))
+        os.replace(os.path.join(flash, "ca.der.tmp"), os.path.join(flash, "ca.der"))
+        s = sim.wait_connected(timeout=30)
+        assert s["mqtt_error"] is None
+        evts = [json.loads(ln.split(" ", 1)[1]) for ln in sub.lines() if "/evt/" in ln]
+        assert [e["seq"] for e in evts][:4] == [1, 2, 3, 4]
+        boot = [e for e in evts if e["type"] == "device.boot"][0]
+        assert any(want in p for p in boot["data"]["problems"]), boot["data"]["problems"]
+        assert [e["data"]["ticket"] for e in evts if e["type"] == "ticket.issued"] == ["A001"]
     finally:
         sim.cleanup()
         sub.stop()
