@@ -68,6 +68,7 @@ class App:
         self.cmd_mod = None         # firmware.commands while the command task holds it
         self.cmd_busy = False       # a command is being handled (its code cannot be shed)
         self.layout_mod = None      # firmware.ticket while it stays loaded (see _layout)
+        self.trial = None           # (trial, uptime deadline): a broker change on trial
         self.cmd_quiet = None       # refusals being suppressed (see commands._journal)
         self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
         self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
@@ -86,6 +87,8 @@ class App:
         self.publisher = Publisher(self)
         # From here on the firmware needs only a small part of the config in RAM; the
         # hall's own words go to flash (firmware/texts.py).
+        b = self.cfg["broker"]
+        ca = (b.get("ca") or "ca.der") if b.get("tls") else None
         from firmware import texts
         try:
             texts.write(self.cfg, self.root)
@@ -98,7 +101,9 @@ class App:
                                   "problems": self.problems + list(self.outbox.problems)})
         from firmware import recovery
         self.late_reply = recovery.config_outcome(self)   # a config.set answered after its restart
-        release("recovery", "store", "text")
+        from firmware import trial
+        self.trial = trial.at_boot(self, ca)                # a broker change on trial
+        release("recovery", "store", "text", "trial")
         now = self.now()
         if now < self.last_ts - 2:
             # The clock is behind the newest event: the RTC lost the time with the power
@@ -538,6 +543,8 @@ class App:
                     self._home_screen()
                 if not self.printing and self.new_day_if_due():
                     self._home_screen()
+                if self.trial is not None:
+                    self._check_trial()
                 if ticks_diff(now_ms, last_hb) >= self.cfg["heartbeat_s"] * 1000:
                     last_hb = now_ms
                     from firmware import report
@@ -546,6 +553,22 @@ class App:
             except Exception as e:  # a failing timer (even MemoryError) must not stop the others
                 self.fault_seen("timers", e)
                 await asyncio.sleep_ms(1000)
+
+    def _check_trial(self):
+        """A change that decides the broker connection is on trial (firmware/trial.py):
+        connected, it is committed; not connected by its deadline, the last configuration
+        that connected comes back by a restart."""
+        t, deadline = self.trial
+        if self.publisher.connected():
+            from firmware import trial
+            trial.commit(self.root, t)
+            self.trial = None
+        elif deadline is not None and self.uptime_s >= deadline and not self.printing:
+            from firmware import trial
+            trial.revert(self.root, t, self.publisher.last_error())
+            self.trial = None
+            self.restart()
+        release("trial", "store")
 
     def fault_seen(self, where, exc):
         """Count and print an unexpected error in a background task; the task carries on."""

@@ -27,7 +27,7 @@ DEFAULTS = {
     "rating": {"window_s": 30, "reason_window_s": 15},
     "printer": {"cols": 32, "notice": None, "qr_prefix": "", "settle_ms": 800},
     "broker": {"host": "127.0.0.1", "port": 1883, "keepalive": 30, "tls": False,
-               "ca": None, "user": None, "password": None},
+               "ca": None, "user": None, "password": None, "confirm_s": 120},
     "outbox": {"max_kb": 256},
     "commands": {"window_s": 300},
 }
@@ -322,6 +322,7 @@ def _check_sections(c, cfg, langs):
             c.err("broker.host", "expected an IPv4 address like 192.168.1.10 (a name lookup would block the terminal)")
         c.int_range(b, "port", "broker.", 1, 65535)
         c.int_range(b, "keepalive", "broker.", 5, 600)
+        c.int_range(b, "confirm_s", "broker.", 10, 3600)
         if "tls" in b:
             c.typed(b, "tls", "broker.", "bool")
         for k in ("ca", "server_name", "user", "password"):
@@ -426,10 +427,21 @@ def _ca_loads(cfg, root):
         sys.modules.pop("firmware.mqtt_link", None)
 
 
+def _check_ca(root):
+    """Every boot: a CA file changed since the terminal last connected is on trial."""
+    from firmware import store, trial
+    try:
+        cfg = store.read_json(root + "/config.json")
+    except ValueError:
+        return
+    trial.check_ca(root, cfg)
+
+
 def apply_pending(root):
     """Merge a pending config.set into <root>/config.json if the result validates; record the
     outcome in <root>/config.result.json. Returns the outcome dict or None."""
     from firmware import store
+    _check_ca(root)
     try:
         pending = store.read_json(root + PENDING)
     except ValueError:
@@ -443,6 +455,7 @@ def apply_pending(root):
         current = store.read_json(root + "/config.json")
     except ValueError:
         current = None
+    old = current
     if not isinstance(patch, dict) or not isinstance(current, dict):
         out["detail"] = "pending change or stored config unreadable"
     else:
@@ -459,6 +472,10 @@ def apply_pending(root):
         if errors:
             out["detail"] = "; ".join(describe(errors))[:200]
         else:
+            from firmware import trial
+            keys = trial.changed(old, merged)
+            if keys:    # the broker connection at stake: on trial (firmware/trial.py)
+                trial.start(root, keys, old, merged)
             store.write_json(root + "/config.json", merged)
             out = {"id": cid, "ok": True, "keys": sorted(patch.keys())}
     store.write_json(root + RESULT, out)

@@ -12,7 +12,7 @@ KEYS = {
     "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep", "next_guard_s"),
     "rating": ("window_s", "reason_window_s", "reasons"),
     "printer": ("cols", "notice", "qr_prefix", "settle_ms"),
-    "broker": ("host", "port", "keepalive", "tls", "ca", "server_name", "user", "password"),
+    "broker": ("host", "port", "keepalive", "tls", "ca", "server_name", "user", "password", "confirm_s"),
     "outbox": ("max_kb",),
     "commands": ("window_s",),
     "wifi": ("ssid", "password", "hostname"),

@@ -88,6 +88,16 @@ def load_config(path, data_root):
             except ValueError:
                 problem = ["%s: not valid JSON" % path]
             if not problem:
+                try:
+                    old = store.read_json(current)
+                except ValueError:
+                    old = None
+                if old is not None:
+                    from firmware import trial
+                    keys = trial.changed(old, cfg)
+                    if keys:    # a new provisioning file that decides the broker connection
+                        trial.start(data_root, keys, old, cfg)
+                    old = None
                 store.write_json(current, cfg)
                 store.write_json(data_root + "/config.source.json", {"sha256": digest})
     try:
@@ -125,7 +135,7 @@ def main():
     cfg, problems = load_config(opts["config"], data_root)
     # The validator is boot-only code: free its bytecode for the day's work.
     from firmware import release
-    release("config", "text", "config_keys")
+    release("config", "text", "config_keys", "trial")
     cfg["broker"]["host"], cfg["broker"]["port"] = opts["broker"]
 
     from sim.devices import SimHal

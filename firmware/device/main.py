@@ -169,7 +169,7 @@ def main():
     if cfg is None:
         return
     from firmware import release
-    release("config", "text", "config_keys")  # boot-only code: its bytecode is worth more as free RAM
+    release("config", "text", "config_keys", "trial")  # boot-only code: its bytecode is worth more as free RAM
     try:
         hal = build_hal(cfg)
     except (ValueError, OSError) as e:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tests.broker import Broker, Subscriber, free_port
-from tests.e2e.harness import Sim, example_config, wait_event
+from tests.e2e.harness import Sim, example_config, publish, sign_command, wait_event
 from tests.pki import make_pki
 
 
@@ -131,6 +131,61 @@ def test_broken_ca_serves_offline_says_why_and_comes_online_when_fixed(pki, tls_
         boot = [e for e in evts if e["type"] == "device.boot"][0]
         assert any(want in p for p in boot["data"]["problems"]), boot["data"]["problems"]
         assert [e["data"]["ticket"] for e in evts if e["type"] == "ticket.issued"] == ["A001"]
+    finally:
+        sim.cleanup()
+        sub.stop()
+
+
+def test_a_wrong_password_by_config_set_is_tried_then_reverted_and_nothing_is_lost(pki, tls_broker):
+    """No remote change can lock the terminal out: a signed config.set with a broker password that
+    the broker refuses is applied on trial; not connected within broker.confirm_s, the terminal
+    goes back to the settings that connected, reconnects, announces config.reverted (which keys,
+    why), and every event of the trial arrives in order."""
+    sub = Subscriber(tls_broker.port, "qterm/#")
+    sim = _sim(tls_broker, pki)
+    sim.broker_port = tls_broker.port       # the backend's (plain) listener, for commands
+    key = example_config()["key"]
+    try:
+        sim.wait_connected(timeout=20)
+        boot = sim.status()["boot"]
+        cmd = sign_command(key, "config.set", {"patch": {"broker": {"password": "typo", "confirm_s": 10}}})
+        publish(tls_broker.port, "qterm/v1/hall01/term01/cmd", cmd)
+        deadline = time.time() + 20                 # the restart that applies it
+        s = None
+        while time.time() < deadline:
+            try:
+                s = sim.reconnect(timeout=5)
+                if s.get("boot") == boot + 1:
+                    break
+            except RuntimeError:
+                pass
+            time.sleep(0.2)
+        assert s and s["boot"] == boot + 1, s
+        assert sim.press("ticket:A")["ok"]           # served on trial, offline
+        s = _status_error(sim)
+        assert s["connected"] is False and "CONNACK 5" in s["mqtt_error"], s
+        deadline = time.time() + 40                 # confirm_s, then the restart that reverts
+        while time.time() < deadline:
+            try:
+                s = sim.reconnect(timeout=5)
+                if s.get("boot") == boot + 2 and s.get("connected"):
+                    break
+            except RuntimeError:
+                pass
+            time.sleep(0.5)
+        assert s["boot"] == boot + 2 and s["connected"], s
+        s = sim.wait_drained(timeout=15)
+        rev = wait_event(sub, "config.reverted", timeout=10)
+        assert rev["data"]["keys"] == ["broker"] and "CONNACK 5" in rev["data"]["why"], rev
+        evts = [json.loads(ln.split(" ", 1)[1]) for ln in sub.lines() if "/evt/" in ln]
+        seqs = [e["seq"] for e in evts]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+        assert [e["data"]["ticket"] for e in evts if e["type"] == "ticket.issued"] == ["A001"]
+        # what connected is kept: a restart stays on the good password
+        sim.kill()
+        sim.broker_port = tls_broker.tls_port     # (sim/run's --broker: the TLS listener)
+        sim.start()
+        assert sim.wait_connected(timeout=20)["mqtt_error"] is None
     finally:
         sim.cleanup()
         sub.stop()
