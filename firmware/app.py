@@ -69,6 +69,7 @@ class App:
         self.cmd_busy = False       # a command is being handled (its code cannot be shed)
         self.layout_mod = None      # firmware.ticket while it stays loaded (see _layout)
         self.trial = None           # (trial, uptime deadline): a broker change on trial
+        self.offline = None         # the broker cannot be reached (display line, net lamp)
         self.cmd_quiet = None       # refusals being suppressed (see commands._journal)
         self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
         self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
@@ -490,10 +491,25 @@ class App:
 
     # ---- display -----------------------------------------------------------------
     def _show(self, lines, figure, hold_s):
-        """Show a message; with hold_s it gives way to the home screen after that time."""
+        """Show a message; with hold_s it gives way to the home screen after that time. The
+        home screen (hold_s 0) says so while the broker cannot be reached: citizens are still
+        served and nothing is lost ("网络断开 数据已保存 / Offline - data kept")."""
         self.screen_until = ticks_add(self.hal.clock.ticks_ms(), hold_s * 1000) if hold_s else 0
         lines.insert(0, figure)
+        if not hold_s and self.offline:
+            lines.extend(messages.lines("net.down", self.langs))
         self.hal.display.show(lines)
+
+    def _net_watch(self):
+        """The `net` lamp and the home screen follow the broker connection (a failure is known
+        only once an attempt failed: last_error says why, in status and the heartbeat)."""
+        p = self.publisher
+        offline = not p.connected() and p.last_error() is not None
+        if offline != self.offline:
+            self.offline = offline
+            self.hal.indicator.set("net", not offline)
+            if not self.screen_until:
+                self._home_screen()
 
     def _home_screen(self):
         """What stays on the display between messages: the home counter's state, its rating
@@ -543,13 +559,14 @@ class App:
                     self._home_screen()
                 if not self.printing and self.new_day_if_due():
                     self._home_screen()
+                self._net_watch()
                 if self.trial is not None:
                     self._check_trial()
                 if ticks_diff(now_ms, last_hb) >= self.cfg["heartbeat_s"] * 1000:
                     last_hb = now_ms
                     from firmware import report
                     report.heartbeat(self)
-                    release("report")
+                    release("report", "text")
             except Exception as e:  # a failing timer (even MemoryError) must not stop the others
                 self.fault_seen("timers", e)
                 await asyncio.sleep_ms(1000)

@@ -33,4 +33,15 @@ def heartbeat(app):
     app.emit("device.heartbeat", {"uptime_s": app.uptime_s, "heap_free": gc.mem_free(),
                                   "outbox": app.outbox.pending(), "ignored": st["ignored"],
                                   "refused": st["refused"], "cmd_dropped": st["cmd_dropped"],
-                                  "printer": app.paper, "net": app.hal.net.up()})
+                                  "printer": app.paper, "net": app.hal.net.up(),
+                                  "mqtt_error": _why(app)})
+
+
+def _why(app):
+    """The broker connection's last failure in words (None while connected and well), safe to
+    sign: it may carry text from the TLS library."""
+    w = app.publisher.last_error() if app.publisher else None
+    if w is None:
+        return None
+    from firmware import text
+    return text.clean(w, 120)

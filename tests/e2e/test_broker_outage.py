@@ -332,3 +332,40 @@ def test_smallest_outbox_recovers_after_the_broker_returns():
         sim.cleanup()
         backend.stop()
         broker.remove()
+
+
+def test_the_terminal_says_it_is_offline_and_keeps_serving(hall):
+    """Broker gone: the home screen adds "网络断开 数据已保存 / Offline - data kept", the net lamp goes
+    off, status and the heartbeat say why; citizens are served; back, the line and the lamp clear."""
+    broker, backend, sim = hall
+    sim.wait_drained()
+
+    def screen():
+        return sim.ask({"op": "display"})
+
+    deadline = time.time() + 5
+    while screen()["indicator"].get("net") is not True and time.time() < deadline:
+        time.sleep(0.05)     # the lamp follows the connection within a timer tick
+    d = screen()
+    assert d["indicator"].get("net") is True and "Offline - data kept" not in d["lines"], d
+    broker.stop()
+    deadline = time.time() + 15
+    while "Offline - data kept" not in screen()["lines"] and time.time() < deadline:
+        time.sleep(0.1)
+    d = screen()
+    assert "网络断开 数据已保存" in d["lines"] and "Offline - data kept" in d["lines"], d
+    assert d["indicator"]["net"] is False, d
+    s = sim.status()
+    assert s["connected"] is False and s["mqtt_error"], s
+    assert sim.press("ticket:A")["ok"]
+    sim.ask({"op": "clock", "advance_s": 61})            # a heartbeat falls due while offline
+    broker.start()
+    sim.ask({"op": "clock", "advance_s": 60})            # the reconnect back-off runs out
+    sim.wait_connected(timeout=30)
+    deadline = time.time() + 10
+    while "Offline - data kept" in screen()["lines"] and time.time() < deadline:
+        time.sleep(0.1)
+    d = screen()
+    assert "Offline - data kept" not in d["lines"] and d["indicator"]["net"] is True, d
+    hb = [e for e in backend.events() if e["type"] == "device.heartbeat" and e["data"].get("mqtt_error")]
+    assert hb and hb[-1]["data"]["net"] is True, [e["data"] for e in backend.events() if e["type"] == "device.heartbeat"]
