@@ -325,9 +325,14 @@ def _check_sections(c, cfg, langs):
         c.int_range(b, "confirm_s", "broker.", 10, 3600)
         if "tls" in b:
             c.typed(b, "tls", "broker.", "bool")
-        for k in ("ca", "server_name", "user", "password"):
+        for k in ("ca", "server_name", "user", "password", "client_cert", "client_key"):
             if b.get(k) is not None:
                 c.typed(b, k, "broker.", "text")
+        if (b.get("client_cert") is None) != (b.get("client_key") is None):
+            c.err("broker.client_key" if b.get("client_cert") else "broker.client_cert",
+                  "a client certificate needs both client_cert and client_key (DER files on the device)")
+        elif b.get("client_cert") is not None and not b.get("tls"):
+            c.err("broker.client_cert", "a client certificate needs broker.tls true")
         if b.get("password") is not None and not b.get("user"):
             # MQTT 3.1.1 (3.1.2.9): no password without a user name; brokers close the connection
             c.err("broker.password", "a password needs broker.user (MQTT sends none without a user name)")
@@ -421,7 +426,8 @@ def _ca_loads(cfg, root):
         tls_context(b, root)
         return []
     except Exception as e:
-        return [("broker.ca", "CA certificate %s cannot be loaded: %r" % (b.get("ca") or "ca.der", e))]
+        return [("broker.ca", "TLS files (CA %s%s) cannot be loaded on the device: %r" % (
+            b.get("ca") or "ca.der", ", client %s" % b["client_cert"] if b.get("client_cert") else "", e))]
     finally:
         import sys
         sys.modules.pop("firmware.mqtt_link", None)

@@ -293,7 +293,15 @@ def tls_context(b, root):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
     ca = b.get("ca") or "ca.der"
-    path = ca if ca.startswith("/") else root + "/" + ca
-    with open(path, "rb") as f:
+    with open(_on_flash(root, ca), "rb") as f:
         ctx.load_verify_locations(cadata=f.read())
+    if b.get("client_cert"):    # mutual TLS: the device's own certificate and key (DER)
+        with open(_on_flash(root, b["client_cert"]), "rb") as f:
+            cert = f.read()
+        with open(_on_flash(root, b["client_key"]), "rb") as f:
+            ctx.load_cert_chain(cert, f.read())
     return ctx
+
+
+def _on_flash(root, name):
+    return name if name.startswith("/") else root + "/" + name

@@ -203,8 +203,11 @@ class Publisher:
 
 
 def _ca_words(b, e):
-    """Why the broker's CA certificate could not be loaded, for status and device.boot."""
-    ca = b.get("ca") or "ca.der"
+    """Why the TLS files (the broker's CA, the device's own certificate and key) could not be
+    loaded, for status and device.boot."""
+    what = "CA certificate " + (b.get("ca") or "ca.der")
+    if b.get("client_cert"):
+        what += " or client certificate %s / key %s" % (b["client_cert"], b.get("client_key"))
     if isinstance(e, OSError) and e.args and e.args[0] == 2:
-        return "TLS: CA certificate %s missing on the device" % ca
-    return "TLS: CA certificate %s unreadable (DER expected): %r" % (ca, e)
+        return "TLS: %s missing on the device" % what
+    return "TLS: %s unreadable (DER expected): %r" % (what, e)

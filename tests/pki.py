@@ -10,7 +10,8 @@ def _openssl(*args, cwd):
 
 def make_pki(d):
     """Fill directory d: ca.pem/ca.der (test CA), server.pem/server.key for CN=localhost,
-    other.pem/other.der (an unrelated CA). MicroPython's ssl here parses DER only."""
+    other.pem/other.der (an unrelated CA), device.der/device.key.der (a client certificate for
+    CN=term01 from the test CA, for mutual TLS). MicroPython's ssl here parses DER only."""
     os.chmod(d, 0o755)  # mosquitto reads the key after dropping root
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
              "-days", "2", "-subj", "/CN=qterm test CA", cwd=d)
@@ -22,6 +23,12 @@ def make_pki(d):
              "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext", cwd=d)
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out",
              "other.pem", "-days", "2", "-subj", "/CN=some other CA", cwd=d)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "device.key", "-out", "device.csr",
+             "-subj", "/CN=term01", cwd=d)
+    _openssl("x509", "-req", "-in", "device.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "device.pem", "-days", "2", cwd=d)
+    _openssl("x509", "-in", "device.pem", "-outform", "DER", "-out", "device.der", cwd=d)
+    _openssl("rsa", "-in", "device.key", "-outform", "DER", "-out", "device.key.der", cwd=d)
     _openssl("x509", "-in", "ca.pem", "-outform", "DER", "-out", "ca.der", cwd=d)
     _openssl("x509", "-in", "other.pem", "-outform", "DER", "-out", "other.der", cwd=d)
     for name in os.listdir(d):

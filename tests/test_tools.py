@@ -199,7 +199,8 @@ def test_validate_lists_every_error_with_its_json_path(tmp_path):
     cfg["counters"][1]["services"] = ["Z"]
     cfg["rating"]["window_s"] = 2
     cfg["wifi"] = {"password": "secret"}
-    cfg["broker"] = dict(cfg["broker"], password="typo")     # a password without a user
+    cfg["broker"] = dict(cfg["broker"], password="typo",     # a password without a user
+                         client_cert="device.der")            # a certificate without its key
     cfg["board"] = {"printer": {"uart": 2, "tx": 6, "rx": 16},
                     "buttons": {"ticket:A": 32, "rate9": 33, "next": 32}, "indicator": {"net": 35}}
     path = tmp_path / "bad.json"
@@ -207,7 +208,7 @@ def test_validate_lists_every_error_with_its_json_path(tmp_path):
     r = qterm("validate", path)
     assert r.returncode == 1
     expected = ["site", "key", "services[0].prefix", "counters[1].services[0]", "rating.window_s",
-                "broker.password", "wifi.ssid", "board.printer.tx", "board.buttons.rate9", "board.buttons.next", "board.indicator.net"]
+                "broker.password", "broker.client_key", "wifi.ssid", "board.printer.tx", "board.buttons.rate9", "board.buttons.next", "board.indicator.net"]
     for p in expected:
         assert "%s: %s: " % (path, p) in r.stdout, (p, r.stdout)
     assert "%d error(s)" % len(expected) in r.stdout

@@ -189,3 +189,47 @@ def test_a_wrong_password_by_config_set_is_tried_then_reverted_and_nothing_is_lo
     finally:
         sim.cleanup()
         sub.stop()
+
+
+@pytest.fixture
+def mtls_broker(pki):
+    """A TLS listener that wants a client certificate from the test CA (no password)."""
+    tls_port = free_port()
+    conf = ("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
+            "require_certificate true\nallow_anonymous true\n") % (
+        tls_port, os.path.join(pki, "ca.pem"), os.path.join(pki, "server.pem"), os.path.join(pki, "server.key"))
+    b = Broker(extra_conf=conf, global_conf="per_listener_settings true\n")
+    b.start()
+    b.tls_port = tls_port
+    yield b
+    b.stop()
+
+
+@pytest.mark.parametrize("with_cert", [True, False])
+def test_mutual_tls_connects_with_the_device_certificate_and_is_refused_without(pki, mtls_broker, with_cert):
+    sub = Subscriber(mtls_broker.port, "qterm/#")
+    cfg = example_config()
+    cfg["broker"] = {"host": "127.0.0.1", "port": mtls_broker.tls_port, "keepalive": 10, "tls": True,
+                     "ca": "ca.der", "server_name": "localhost"}
+    if with_cert:
+        cfg["broker"].update(client_cert="device.der", client_key="device.key.der")
+    sim = Sim(mtls_broker.tls_port, cfg)
+    flash = os.path.join(sim.state, "flash")
+    os.makedirs(flash, exist_ok=True)
+    for name in ("ca.der", "device.der", "device.key.der"):
+        shutil.copy(os.path.join(pki, name), os.path.join(flash, name))
+    try:
+        sim.start()
+        assert sim.press("ticket:A")["ok"]
+        if with_cert:
+            s = sim.wait_connected(timeout=20)
+            assert s["mqtt_error"] is None
+            assert wait_event(sub, "ticket.issued", timeout=10)["data"]["ticket"] == "A001"
+        else:
+            s = _status_error(sim)
+            assert s["connected"] is False and s["mqtt_error"].startswith(("TLS", "closed")), s
+            time.sleep(1)
+            assert not [ln for ln in sub.lines() if "/evt/" in ln]
+    finally:
+        sim.cleanup()
+        sub.stop()
