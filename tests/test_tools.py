@@ -208,7 +208,7 @@ def test_validate_lists_every_error_with_its_json_path(tmp_path):
     r = qterm("validate", path)
     assert r.returncode == 1
     expected = ["site", "key", "services[0].prefix", "counters[1].services[0]", "rating.window_s",
-                "broker.password", "broker.client_key", "wifi.ssid", "board.printer.tx", "board.buttons.rate9", "board.buttons.next", "board.indicator.net"]
+                "broker.client_key", "broker.password", "wifi.ssid", "board.printer.tx", "board.buttons.rate9", "board.buttons.next", "board.indicator.net"]
     for p in expected:
         assert "%s: %s: " % (path, p) in r.stdout, (p, r.stdout)
     assert "%d error(s)" % len(expected) in r.stdout
