@@ -36,6 +36,7 @@ _TLS_VERIFY = const(16)
 _TLS_HANDSHAKE = const(17)
 _PROTOCOL = const(18)
 _OTHER = const(19)
+_TLS_CUT = const(20)
 _WHY = ("no network (link down)\n"
         "no route to the broker\n"
         "TCP connection refused: broker not listening on that port\n"
@@ -55,7 +56,9 @@ _WHY = ("no network (link down)\n"
         "TLS: certificate rejected (verify failed)\n"
         "TLS: handshake failed\n"
         "protocol error: malformed packet from the broker\n"
-        "error")
+        "error\n"
+        "TLS: closed by the broker in the handshake (it may want a client certificate, "
+        "broker.client_cert, or another TLS version)")
 
 
 def _bytes(s):
@@ -265,7 +268,7 @@ def why(c, e):
         else:
             if x in (0, 32, 103, 104):                # closed (reset) by the other end
                 i = (_CLOSED if c.connected else _EARLY if c.conf[6] is None  # no ssl_context
-                     else _TLS_HANDSHAKE)
+                     else _TLS_CUT)
             else:
                 i = (_REFUSED if x == 111 else _TIMEOUT if x == 110
                      else _UNREACHABLE if x in (100, 101, 113) else _OTHER)

@@ -330,7 +330,7 @@ TLS_REFUSALS = [  # listener, CA file, server name, the words of last_error
     ("tls", "ca.der", "not-this-host", "'TLS: name mismatch, certificate not for broker.server_name'"),
     ("expired", "ca.der", "localhost", "'TLS: certificate expired (or the device clock is wrong)'"),
     ("future", "ca.der", "localhost", "'TLS: certificate not yet valid (or the device clock is wrong)'"),
-    ("clientcert", "ca.der", "localhost", "'TLS: handshake failed (errno "),
+    ("clientcert", "ca.der", "localhost", "'TLS: closed by the broker in the handshake (it may want a client certificate"),
 ]
 
 
@@ -478,7 +478,8 @@ def test_failure_words_for_each_cause(fw_dir):
         "reset_after_connack": "connection closed by the broker (errno 104)",
         "eof_after_connack": "connection closed by the broker",
         "reset_before_connack": "closed by the broker before CONNACK: a TLS port? (broker.tls) (errno 104)",
-        "tls_reset_in_handshake": "TLS: handshake failed (errno 104)",
+        "tls_reset_in_handshake": "TLS: closed by the broker in the handshake (it may want a client "
+                                  "certificate, broker.client_cert, or another TLS version) (errno 104)",
         "verify_failed_no_text": "TLS: certificate rejected (verify failed) (-0x2700)",
         "fatal_alert": "TLS: handshake failed (-0x7780 MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)",
         "two_checks": "TLS: unknown CA, certificate not signed by broker.ca",
