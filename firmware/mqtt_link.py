@@ -242,6 +242,12 @@ async def disconnect(c):
 
 def why(c, e):
     """The words for e (an exception, or a line of _WHY) on client c, for last_error."""
+    return words(e, c.connected, c.conf[6] is not None)
+
+
+def words(e, connected=False, tls=False):
+    """The words for e (an exception, or a line of _WHY): connected - after a CONNACK;
+    tls - over TLS. Also firmware/selftest.py's, step by step."""
     raw = None
     if isinstance(e, int):
         i = e
@@ -267,8 +273,7 @@ def why(c, e):
             raw = "-0x%x %s" % (-x, a[1]) if len(a) > 1 else "-0x%x" % -x
         else:
             if x in (0, 32, 103, 104):                # closed (reset) by the other end
-                i = (_CLOSED if c.connected else _EARLY if c.conf[6] is None  # no ssl_context
-                     else _TLS_CUT)
+                i = _CLOSED if connected else _TLS_CUT if tls else _EARLY
             else:
                 i = (_REFUSED if x == 111 else _TIMEOUT if x == 110
                      else _UNREACHABLE if x in (100, 101, 113) else _OTHER)

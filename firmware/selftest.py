@@ -98,19 +98,26 @@ async def network(hal):
 
 
 def broker(cfg, root):
+    """TCP, then TLS (files, handshake and which certificate check), then MQTT CONNECT: the
+    first step that fails is named, in the words status shows as mqtt_error."""
     if not cfg:
         return False, "no config on the device: provision it first"
     from firmware import mqtt_link as mqtt
     b = cfg["broker"]
     where = "%s:%d" % (b["host"], b["port"])
+    tls = b.get("tls")
     import socket
     s = socket.socket()
+    step = "TCP to " + where
     try:
         s.settimeout(_BROKER_S)
         s.connect(socket.getaddrinfo(b["host"], b["port"])[0][-1])
-        if b.get("tls"):
-            from firmware.mqtt_link import tls_context
-            s = tls_context(b, root).wrap_socket(s, server_hostname=b.get("server_name") or b["host"])
+        if tls:
+            step = "TLS files"
+            ctx = mqtt.tls_context(b, root)
+            step = "TLS handshake with " + where
+            s = ctx.wrap_socket(s, server_hostname=b.get("server_name") or b["host"])
+        step = "MQTT CONNECT to " + where
         s.write(mqtt.encode_connect("qterm-selftest-" + cfg["device"], keepalive=10,
                                     user=b.get("user"), password=b.get("password")))
         ack = b""
@@ -120,32 +127,19 @@ def broker(cfg, root):
                 break
             ack += got
         if len(ack) != 4 or ack[0] != mqtt.CONNACK:
-            return False, "%s answered, but not with an MQTT CONNACK" % where
+            return False, "%s: answered, but not with an MQTT CONNACK" % step
         code = mqtt.decode_connack(ack, 2, 4)[1]
         if code:
-            return False, "%s refused the connection (CONNACK code %d: user/password?)" % (where, code)
+            return False, "%s: %s" % (step, mqtt.words(6 + code if code < 6 else 19))
         s.write(mqtt.DISCONNECT_PACKET)
-        return True, "%s accepted MQTT CONNECT%s" % (where, " over TLS" if b.get("tls") else "")
+        return True, "%s accepted MQTT CONNECT%s" % (where, " over TLS" if tls else "")
     except Exception as e:  # any failure here is the answer, whatever its type
-        return False, "cannot reach %s: %s" % (where, _why(e))
+        if step == "TLS files":
+            return False, "TLS files: CA %s%s cannot be loaded: %r" % (
+                b.get("ca") or "ca.der", ", client %s" % b["client_cert"] if b.get("client_cert") else "", e)
+        return False, "%s: %s" % (step, mqtt.words(e, False, step.startswith("TLS")))
     finally:
         s.close()
-
-
-_HINTS = {"ECONNREFUSED": "nothing listens there (broker down? port?)",
-          "EHOSTUNREACH": "no route to that host (network, address?)",
-          "ETIMEDOUT": "no answer (firewall? address?)", "ECONNRESET": "connection reset"}
-
-
-def _why(e):
-    if isinstance(e, OSError) and e.args and isinstance(e.args[0], int):
-        import errno
-        name = errno.errorcode.get(e.args[0])
-        if name:
-            return "%s, %s" % (name, _HINTS.get(name, "socket error"))
-        if e.args[0] < 0:
-            return "host name not found (DNS)"
-    return repr(e)
 
 
 async def clock(hal, cfg, ntp):

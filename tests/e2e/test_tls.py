@@ -233,3 +233,46 @@ def test_mutual_tls_connects_with_the_device_certificate_and_is_refused_without(
     finally:
         sim.cleanup()
         sub.stop()
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
+
+
+def _selftest_broker(pki, tmp, port, **broker):
+    """firmware/selftest.py's broker check under MicroPython, as tools/qterm selftest runs it."""
+    root = os.path.join(tmp, "flash")
+    os.makedirs(root, exist_ok=True)
+    for name in ("ca.der", "other.der", "device.der", "device.key.der"):
+        shutil.copy(os.path.join(pki, name), os.path.join(root, name))
+    b = {"host": "127.0.0.1", "port": port, "tls": True, "ca": "ca.der", "server_name": "localhost"}
+    b.update(broker)
+    script = os.path.join(tmp, "st.py")
+    with open(script, "w") as f:
+        f.write("import sys\nsys.path.insert(0, %r)\nfrom firmware import selftest\n"
+                "print(selftest.broker({'device': 'st1', 'broker': %r}, %r))\n"
+                % (ROOT, b, root))
+    r = subprocess.run([MICROPYTHON, script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+def test_selftest_names_the_failing_step(pki, tls_broker, mtls_broker, tmp_path):
+    ok = _selftest_broker(pki, str(tmp_path), tls_broker.tls_port, user="term01", password="s3cret")
+    assert ok.startswith("(True,"), ok
+    cases = [
+        (tls_broker.tls_port, {"ca": "other.der"}, "TLS handshake with 127.0.0.1:%d: TLS: unknown CA"),
+        (tls_broker.tls_port, {"server_name": "broker.example"}, "TLS handshake with 127.0.0.1:%d: TLS: name mismatch"),
+        (tls_broker.tls_port, {"user": "term01", "password": "guess"},
+         "MQTT CONNECT to 127.0.0.1:%d: refused: not authorised"),
+        (tls_broker.tls_port, {"ca": "missing.der"}, "TLS files: CA missing.der cannot be loaded"),
+        (mtls_broker.tls_port, {}, "TLS handshake with 127.0.0.1:%d: TLS: closed by the broker in the handshake"),
+        (free_port(), {}, "TCP to 127.0.0.1:%d: TCP connection refused"),
+    ]
+    for port, kw, words in cases:
+        out = _selftest_broker(pki, str(tmp_path), port, **kw)
+        want = words % port if "%d" in words else words
+        assert out.startswith("(False,") and want in out, (kw, out)
+    out = _selftest_broker(pki, str(tmp_path), mtls_broker.tls_port, client_cert="device.der",
+                           client_key="device.key.der")
+    assert out.startswith("(True,"), out
