@@ -504,6 +504,7 @@ class App:
         """The `net` lamp and the home screen follow the broker connection (a failure is known
         only once an attempt failed: last_error says why, in status and the heartbeat)."""
         p = self.publisher
+        p.check_clock(self.now())
         offline = not p.connected() and p.last_error() is not None
         if offline != self.offline:
             self.offline = offline

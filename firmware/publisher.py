@@ -38,6 +38,8 @@ class Publisher:
         offline = json.dumps({"state": "offline", "dev": cfg["device"], "boot": app.boot_no})
         ctx = name = None
         self.tls_error = None   # broken TLS material: offline (and saying why) until it loads
+        self.tls = bool(b.get("tls"))
+        self.clock_unset = False  # TLS waits for a device clock it can check certificates by
         if b.get("tls"):
             try:
                 ctx, name = link("tls", b, app.root)
@@ -80,10 +82,25 @@ class Publisher:
     def link_changed(self):
         """The network link went up or down (Wi-Fi lost, cable pulled)."""
         up = self.app.hal.net.up()
-        self.client.enabled = up and not self.tls_error
+        self.client.enabled = up and not self.tls_error and not self.clock_unset
         if not up:
             self.client.drop()
         self.flag.set()
+
+    def check_clock(self, now):
+        """Certificate dates are checked against the device clock (mbedTLS on the ESP32): with
+        TLS, no handshake is tried while the clock reads before 2024 (an RTC that lost the time
+        with the power) - the terminal serves offline and says so until NTP or a technician sets
+        it. The simulator applies the same rule to its simulated clock."""
+        unset = self.tls and now < 1704067200      # 2024-01-01 (a big int on a 32-bit port)
+        if unset != self.clock_unset:
+            self.clock_unset = unset
+            self.link_changed()
+            if unset:
+                self.client.drop()
+                self.client.last_error = "TLS: device clock not set (before 2024): waiting for NTP"
+            elif not self.tls_error:
+                self.client.last_error = None
 
     def _on_ack(self, pid):
         seq = self.inflight.pop(pid, None)

@@ -276,3 +276,28 @@ def test_selftest_names_the_failing_step(pki, tls_broker, mtls_broker, tmp_path)
     out = _selftest_broker(pki, str(tmp_path), mtls_broker.tls_port, client_cert="device.der",
                            client_key="device.key.der")
     assert out.startswith("(True,"), out
+
+
+def test_tls_waits_for_a_device_clock_it_can_check_certificates_by(pki, tls_broker):
+    """The certificate-time rule: an RTC that lost the time (2000) means no TLS handshake, the
+    terminal serves offline and says why; once the clock is set it connects and delivers."""
+    sub = Subscriber(tls_broker.port, "qterm/#")
+    sim = _sim(tls_broker, pki)
+    try:
+        sim.wait_connected(timeout=20)
+        now = sim.ask({"op": "clock"})["time"]
+        sim.ask({"op": "clock", "set": 946684800})
+        deadline = time.time() + 10
+        s = sim.status()
+        while (s["connected"] or not s["mqtt_error"]) and time.time() < deadline:
+            time.sleep(0.1)
+            s = sim.status()
+        assert s["connected"] is False and s["mqtt_error"].startswith("TLS: device clock not set"), s
+        assert sim.press("ticket:A")["ok"]
+        sim.ask({"op": "clock", "set": now + 5})
+        s = sim.wait_connected(timeout=30)
+        assert s["mqtt_error"] is None
+        assert wait_event(sub, "ticket.issued", timeout=10)["data"]["ticket"] == "A001"
+    finally:
+        sim.cleanup()
+        sub.stop()
