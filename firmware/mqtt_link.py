@@ -269,7 +269,9 @@ def words(e, connected=False, tls=False):
         elif not isinstance(x, int):
             i, raw = _OTHER, repr(e)
         elif x < 0:                                  # an mbedTLS error code
-            i = _TLS_VERIFY if x == -0x2700 else _TLS_HANDSHAKE
+            # -0x7780: the broker ended the handshake with an alert (no client certificate,
+            # no shared TLS version) - said as for a handshake it cut
+            i = _TLS_VERIFY if x == -0x2700 else _TLS_CUT if x == -0x7780 else _TLS_HANDSHAKE
             raw = "-0x%x %s" % (-x, a[1]) if len(a) > 1 else "-0x%x" % -x
         else:
             if x in (0, 32, 103, 104):                # closed (reset) by the other end

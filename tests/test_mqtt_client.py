@@ -481,7 +481,8 @@ def test_failure_words_for_each_cause(fw_dir):
         "tls_reset_in_handshake": "TLS: closed by the broker in the handshake (it may want a client "
                                   "certificate, broker.client_cert, or another TLS version) (errno 104)",
         "verify_failed_no_text": "TLS: certificate rejected (verify failed) (-0x2700)",
-        "fatal_alert": "TLS: handshake failed (-0x7780 MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)",
+        "fatal_alert": "TLS: closed by the broker in the handshake (it may want a client certificate, "
+                       "broker.client_cert, or another TLS version) (-0x7780 MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE)",
         "two_checks": "TLS: unknown CA, certificate not signed by broker.ca",
         "other_check": "TLS: certificate rejected (verify failed) (Usage does not match the keyUsage extension)",
         "codec": "protocol error: malformed packet from the broker (ack length)",

@@ -301,3 +301,19 @@ def test_tls_waits_for_a_device_clock_it_can_check_certificates_by(pki, tls_brok
     finally:
         sim.cleanup()
         sub.stop()
+
+
+def test_selftest_on_a_tls13_only_broker_names_the_handshake(pki, tmp_path):
+    """A broker that speaks TLS 1.3 only: the check connects, or names the TLS handshake as the
+    failing step (it once read the mbedTLS code as "host name not found (DNS)")."""
+    port = free_port()
+    conf = ("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.3\n"
+            "allow_anonymous true\n") % (port, os.path.join(pki, "ca.pem"), os.path.join(pki, "server.pem"),
+                                         os.path.join(pki, "server.key"))
+    b = Broker(extra_conf=conf, global_conf="per_listener_settings true\n").start()
+    try:
+        out = _selftest_broker(pki, str(tmp_path), port)
+        assert out.startswith("(True,") or "TLS handshake with 127.0.0.1:%d: TLS: " % port in out, out
+        assert "DNS" not in out, out
+    finally:
+        b.stop()

@@ -440,7 +440,7 @@ FACTS = {
     "rating.submitted": (2, True), "rating.expired": (2, True), "counter.paused": (1, True),
     "counter.resumed": (1, True), "counter.closed": (1, True), "staff.signed_in": (1, True),
     "staff.signed_out": (1, True), "printer.status": (0, False), "device.boot": (1, False),
-    "device.heartbeat": (0, False), "day.reset": (1, True), "config.applied": (1, False),
+    "device.heartbeat": (0, False), "day.reset": (1, True), "config.applied": (1, False), "config.reverted": (1, False),
     "command.rejected": (1, False), "clock.set": (1, True), "outbox.dropped": (1, False),
     "storage.recovered": (1, False),
 }
