@@ -317,3 +317,48 @@ def test_selftest_on_a_tls13_only_broker_names_the_handshake(pki, tmp_path):
         assert "DNS" not in out, out
     finally:
         b.stop()
+
+
+def test_a_new_ca_file_that_does_not_connect_is_put_back(pki, tls_broker):
+    """A CA file changed on the flash (a technician's copy, a backend tool) is on trial like a
+    config change: the wrong one is replaced by the one that connected, config.reverted says so."""
+    sub = Subscriber(tls_broker.port, "qterm/#")
+    cfg = example_config()
+    cfg["broker"] = {"host": "127.0.0.1", "port": tls_broker.tls_port, "keepalive": 10, "tls": True,
+                     "ca": "ca.der", "server_name": "localhost", "user": "term01", "password": "s3cret",
+                     "confirm_s": 10}
+    sim = Sim(tls_broker.tls_port, cfg)
+    flash = os.path.join(sim.state, "flash")
+    os.makedirs(flash, exist_ok=True)
+    shutil.copy(os.path.join(pki, "ca.der"), os.path.join(flash, "ca.der"))
+    try:
+        sim.start()
+        sim.wait_connected(timeout=20)                  # the CA that connected is remembered
+        deadline = time.time() + 5
+        while not os.path.exists(os.path.join(flash, "ca.der.good")) and time.time() < deadline:
+            time.sleep(0.1)
+        sim.kill()
+        shutil.copy(os.path.join(pki, "other.der"), os.path.join(flash, "ca.der"))
+        sim.start()
+        boot = sim.status()["boot"]
+        assert sim.press("ticket:A")["ok"]
+        s = _status_error(sim)
+        assert s["connected"] is False and "unknown CA" in s["mqtt_error"], s
+        deadline = time.time() + 40
+        while time.time() < deadline:
+            try:
+                s = sim.reconnect(timeout=5)
+                if s.get("boot") == boot + 1 and s.get("connected"):
+                    break
+            except RuntimeError:
+                pass
+            time.sleep(0.5)
+        assert s["boot"] == boot + 1 and s["connected"], s
+        rev = wait_event(sub, "config.reverted", timeout=10)
+        assert rev["data"]["keys"] == ["ca.der"] and "unknown CA" in rev["data"]["why"], rev
+        with open(os.path.join(flash, "ca.der"), "rb") as f, open(os.path.join(pki, "ca.der"), "rb") as g:
+            assert f.read() == g.read()
+        assert wait_event(sub, "ticket.issued", timeout=10)["data"]["ticket"] == "A001"
+    finally:
+        sim.cleanup()
+        sub.stop()
