@@ -101,6 +101,22 @@ def _status_error(sim, timeout=15):
     return s
 
 
+def _wait_boot(sim, boot, timeout, connected=False):
+    """Wait until the device restarted itself into boot number `boot` (and, with connected, is
+    online); the control port is reopened as the process comes back."""
+    deadline = time.time() + timeout
+    s = None
+    while time.time() < deadline:
+        try:
+            s = sim.reconnect(timeout=5)
+            if s.get("boot") == boot and (s.get("connected") or not connected):
+                return s
+        except RuntimeError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("not back in boot %d%s: %r" % (boot, " and connected" if connected else "", s))
+
+
 @pytest.mark.parametrize("ca", ["missing", "pem"])
 def test_broken_ca_serves_offline_says_why_and_comes_online_when_fixed(pki, tls_broker, ca):
     """tls on with no ca.der (or a PEM one): the terminal boots and serves, status and device.boot
@@ -150,30 +166,11 @@ def test_a_wrong_password_by_config_set_is_tried_then_reverted_and_nothing_is_lo
         boot = sim.status()["boot"]
         cmd = sign_command(key, "config.set", {"patch": {"broker": {"password": "typo", "confirm_s": 10}}})
         publish(tls_broker.port, "qterm/v1/hall01/term01/cmd", cmd)
-        deadline = time.time() + 20                 # the restart that applies it
-        s = None
-        while time.time() < deadline:
-            try:
-                s = sim.reconnect(timeout=5)
-                if s.get("boot") == boot + 1:
-                    break
-            except RuntimeError:
-                pass
-            time.sleep(0.2)
-        assert s and s["boot"] == boot + 1, s
+        _wait_boot(sim, boot + 1, 20)                # the restart that applies it
         assert sim.press("ticket:A")["ok"]           # served on trial, offline
         s = _status_error(sim)
         assert s["connected"] is False and "CONNACK 5" in s["mqtt_error"], s
-        deadline = time.time() + 40                 # confirm_s, then the restart that reverts
-        while time.time() < deadline:
-            try:
-                s = sim.reconnect(timeout=5)
-                if s.get("boot") == boot + 2 and s.get("connected"):
-                    break
-            except RuntimeError:
-                pass
-            time.sleep(0.5)
-        assert s["boot"] == boot + 2 and s["connected"], s
+        _wait_boot(sim, boot + 2, 40, connected=True)    # confirm_s, then the restart that reverts
         s = sim.wait_drained(timeout=15)
         rev = wait_event(sub, "config.reverted", timeout=10)
         assert rev["data"]["keys"] == ["broker"] and "CONNACK 5" in rev["data"]["why"], rev
@@ -344,16 +341,7 @@ def test_a_new_ca_file_that_does_not_connect_is_put_back(pki, tls_broker):
         assert sim.press("ticket:A")["ok"]
         s = _status_error(sim)
         assert s["connected"] is False and "unknown CA" in s["mqtt_error"], s
-        deadline = time.time() + 40
-        while time.time() < deadline:
-            try:
-                s = sim.reconnect(timeout=5)
-                if s.get("boot") == boot + 1 and s.get("connected"):
-                    break
-            except RuntimeError:
-                pass
-            time.sleep(0.5)
-        assert s["boot"] == boot + 1 and s["connected"], s
+        _wait_boot(sim, boot + 1, 40, connected=True)    # confirm_s, then the restart that reverts
         rev = wait_event(sub, "config.reverted", timeout=10)
         assert rev["data"]["keys"] == ["ca.der"] and "unknown CA" in rev["data"]["why"], rev
         with open(os.path.join(flash, "ca.der"), "rb") as f, open(os.path.join(pki, "ca.der"), "rb") as g:
