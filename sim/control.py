@@ -66,6 +66,10 @@ class Control:
                 pass
 
     async def _answer(self, writer, line):
+        if self.hog is not None and line and b"squeeze" in line:
+            # A squeeze request first gives back what the last one holds: with the heap that
+            # short, parsing the request (a dict, a str) could fail and the device stay squeezed.
+            self.hog = None
         try:
             if line is None:
                 reply = {"ok": False, "error": "request longer than %d bytes" % (_MAX_LINE - 1)}
