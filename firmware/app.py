@@ -88,8 +88,7 @@ class App:
         self.publisher = Publisher(self)
         # From here on the firmware needs only a small part of the config in RAM; the
         # hall's own words go to flash (firmware/texts.py).
-        b = self.cfg["broker"]
-        ca = (b.get("ca") or "ca.der") if b.get("tls") else None
+        broker = self.cfg["broker"]    # (the compact config below keeps none of it)
         from firmware import texts
         try:
             texts.write(self.cfg, self.root)
@@ -103,7 +102,8 @@ class App:
         from firmware import recovery
         self.late_reply = recovery.config_outcome(self)   # a config.set answered after its restart
         from firmware import trial
-        self.trial = trial.at_boot(self, ca)                # a broker change on trial
+        self.trial = trial.at_boot(self, broker)            # a broker change on trial
+        broker = None
         release("recovery", "store", "text", "trial")
         now = self.now()
         if now < self.last_ts - 2:
@@ -581,12 +581,12 @@ class App:
             from firmware import trial
             trial.commit(self.root, t)
             self.trial = None
+            release("trial", "store")
         elif deadline is not None and self.uptime_s >= deadline and not self.printing:
             from firmware import trial
             trial.revert(self.root, t, self.publisher.last_error())
             self.trial = None
             self.restart()
-        release("trial", "store")
 
     def fault_seen(self, where, exc):
         """Count and print an unexpected error in a background task; the task carries on."""

@@ -422,12 +422,9 @@ def _ca_loads(cfg, root):
     if not b.get("tls"):
         return []
     try:
-        from firmware.mqtt_link import tls_context
-        tls_context(b, root)
-        return []
-    except Exception as e:
-        return [("broker.ca", "TLS files (CA %s%s) cannot be loaded on the device: %r" % (
-            b.get("ca") or "ca.der", ", client %s" % b["client_cert"] if b.get("client_cert") else "", e))]
+        from firmware import mqtt_link
+        why = mqtt_link.tls(b, root)[2]
+        return [("broker.ca", why)] if why else []
     finally:
         import sys
         sys.modules.pop("firmware.mqtt_link", None)

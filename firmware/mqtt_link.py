@@ -289,9 +289,24 @@ def words(e, connected=False, tls=False):
 
 
 def tls(b, root):
-    """(ssl_context, server_hostname) for the broker config b with tls on: the publisher's
-    call, so that it holds none of these key names."""
-    return tls_context(b, root), b.get("server_name") or b["host"]
+    """(ssl_context, server_hostname, None) for the broker config b with tls on, or (None,
+    None, words) when its TLS files cannot be loaded: the publisher's call, so that it holds
+    none of these key names or words."""
+    try:
+        return tls_context(b, root), b.get("server_name") or b["host"], None
+    except Exception as e:  # missing, unreadable or PEM files: never the terminal's end
+        return None, None, files_words(b, e)
+
+
+def files_words(b, e):
+    """Why the TLS files (the broker's CA, the device's own certificate and key) could not be
+    loaded (e), for status, device.boot, a refused config.set and the self-test."""
+    what = "CA certificate " + (b.get("ca") or "ca.der")
+    if b.get("client_cert"):
+        what += " or client certificate %s / key %s" % (b["client_cert"], b.get("client_key"))
+    if isinstance(e, OSError) and e.args and e.args[0] == 2:
+        return "TLS: %s missing on the device" % what
+    return "TLS: %s unreadable (DER expected): %r" % (what, e)
 
 
 def tls_context(b, root):

@@ -41,10 +41,8 @@ class Publisher:
         self.tls = bool(b.get("tls"))
         self.clock_unset = False  # TLS waits for a device clock it can check certificates by
         if b.get("tls"):
-            try:
-                ctx, name = link("tls", b, app.root)
-            except Exception as e:  # missing, unreadable or PEM CA: serve offline, never stop
-                self.tls_error = _ca_words(b, e)
+            ctx, name, self.tls_error = link("tls", b, app.root)
+            if self.tls_error:      # missing, unreadable or PEM files: serve offline, never stop
                 self.broker = b     # kept for _await_ca (the running config drops it)
                 app.problems.append(self.tls_error)
         self.client = MQTTClient(
@@ -196,10 +194,9 @@ class Publisher:
         b = self.broker
         while self.tls_error:
             await asyncio.sleep_ms(5000)
-            try:
-                ctx, name = link("tls", b, self.app.root)
-            except Exception as e:
-                self.tls_error = self.client.last_error = _ca_words(b, e)
+            ctx, name, why = link("tls", b, self.app.root)
+            if why:
+                self.tls_error = self.client.last_error = why
                 continue
             c = self.client
             c.conf = c.conf[:6] + (ctx, name) + c.conf[8:]
@@ -218,13 +215,3 @@ class Publisher:
             await asyncio.sleep_ms(ms)
             self.flag.set()
 
-
-def _ca_words(b, e):
-    """Why the TLS files (the broker's CA, the device's own certificate and key) could not be
-    loaded, for status and device.boot."""
-    what = "CA certificate " + (b.get("ca") or "ca.der")
-    if b.get("client_cert"):
-        what += " or client certificate %s / key %s" % (b["client_cert"], b.get("client_key"))
-    if isinstance(e, OSError) and e.args and e.args[0] == 2:
-        return "TLS: %s missing on the device" % what
-    return "TLS: %s unreadable (DER expected): %r" % (what, e)

@@ -135,8 +135,7 @@ def broker(cfg, root):
         return True, "%s accepted MQTT CONNECT%s" % (where, " over TLS" if tls else "")
     except Exception as e:  # any failure here is the answer, whatever its type
         if step == "TLS files":
-            return False, "TLS files: CA %s%s cannot be loaded: %r" % (
-                b.get("ca") or "ca.der", ", client %s" % b["client_cert"] if b.get("client_cert") else "", e)
+            return False, "%s: %s" % (step, mqtt.files_words(b, e))
         return False, "%s: %s" % (step, mqtt.words(e, False, step.startswith("TLS")))
     finally:
         s.close()

@@ -26,8 +26,9 @@ def changed(old, new):
     return [k for k in KEYS if (old or {}).get(k) != (new or {}).get(k)]
 
 
-def _ca_name(cfg):
-    b = (cfg or {}).get("broker") or {}
+def _ca_name(b):
+    """The CA file a broker config b uses, or None without TLS."""
+    b = b or {}
     return (b.get("ca") or "ca.der") if b.get("tls") else None
 
 
@@ -44,12 +45,12 @@ def start(root, keys, old_cfg, new_cfg):
     back to. A trial already running keeps its good configuration (the older one connected)."""
     if not store.exists(root + TRIAL):
         store.write_json(root + GOOD, old_cfg)
-    store.write_json(root + TRIAL, {"keys": keys, "confirm_s": _confirm_s(new_cfg), "ca": _ca_name(new_cfg)})
+    store.write_json(root + TRIAL, {"keys": keys, "confirm_s": _confirm_s(new_cfg), "ca": _ca_name(new_cfg.get("broker"))})
 
 
 def check_ca(root, cfg):
     """At boot: a CA file that differs from the one last connected with is on trial too."""
-    name = _ca_name(cfg)
+    name = _ca_name((cfg or {}).get("broker"))
     if name is None:
         return
     path = _path(root, name)
@@ -108,11 +109,12 @@ def revert(root, t, why):
     store.remove(root + TRIAL)
 
 
-def at_boot(app, ca):
+def at_boot(app, broker):
     """Announce a revert made before this boot (config.reverted) and return the trial running
-    as (trial, uptime_s deadline), or None. ca: the broker's CA file name with TLS on; a CA never
-    connected with yet is committed at the first connection (no deadline: nothing to go back to)."""
+    as (trial, uptime_s deadline), or None. broker: the broker config; a CA never connected
+    with yet is committed at the first connection (no deadline: nothing to go back to)."""
     root = app.root
+    ca = _ca_name(broker)
     r = _read(root + REVERTED)
     if isinstance(r, dict):
         from firmware import text

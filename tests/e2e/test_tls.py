@@ -262,7 +262,8 @@ def test_selftest_names_the_failing_step(pki, tls_broker, mtls_broker, tmp_path)
         (tls_broker.tls_port, {"server_name": "broker.example"}, "TLS handshake with 127.0.0.1:%d: TLS: name mismatch"),
         (tls_broker.tls_port, {"user": "term01", "password": "guess"},
          "MQTT CONNECT to 127.0.0.1:%d: refused: not authorised"),
-        (tls_broker.tls_port, {"ca": "missing.der"}, "TLS files: CA missing.der cannot be loaded"),
+        (tls_broker.tls_port, {"ca": "missing.der"},
+         "TLS files: TLS: CA certificate missing.der missing on the device"),
         (mtls_broker.tls_port, {}, "TLS handshake with 127.0.0.1:%d: TLS: closed by the broker in the handshake"),
         (free_port(), {}, "TCP to 127.0.0.1:%d: TCP connection refused"),
     ]
