@@ -1,13 +1,14 @@
 """Decisions that happen a few times a day: recall and skip a citizen who does not come,
-pause/resume, close, transfer (AB岗), requeue a returned no-show, staff sign-in - and the hall's
-calendar: a new business day, a clock step.
+pause/resume, close, transfer (AB岗), requeue a returned no-show, staff sign-in, park a citizen
+who fetches a document (挂起) and call them back, call a chosen number (特呼), serve a walk-in
+without a ticket - and the hall's calendar: a new business day, a clock step.
 
 Separate from firmware.hall so the common path (issue, call, finish, rate) costs no RAM for
 it: the app imports this module when needed and lets it go afterwards. Like the hall's
 decide_* methods, every function here only decides: it returns an event or raises Refused.
 """
 from firmware import calendar
-from firmware.hall import Refused
+from firmware.hall import Refused, kind_name
 from firmware.ticketring import REQUEUED
 
 
@@ -40,6 +41,14 @@ def decide(hall, cid, action, now, args):
         return signin(hall, cid, staff)
     if action == "signout":
         return signin(hall, cid, None)
+    if action == "park":
+        return park(hall, cid)
+    if action == "unpark":
+        return unpark(hall, cid, args.get("ticket"))
+    if action == "call":
+        return call(hall, cid, args.get("ticket"), now)
+    if action == "walkin":
+        return walkin(hall, cid, args.get("service"), args.get("kind") or "normal")
     raise Refused("unknown_action", action)
 
 
@@ -149,6 +158,10 @@ def close(hall, cid):
     waiting = len(c.direct)
     for si in c.services:
         waiting += len(hall.services[si].waiting)
+    p = hall.parked
+    for i in range(len(p)):     # whom it parked comes back here
+        if p.counter(i) == c.idx:
+            waiting += 1
     if waiting:
         raise Refused("people_waiting", str(waiting))
     return ("counter.closed", {"counter": c.id, "staff": c.staff})
@@ -161,6 +174,118 @@ def signin(hall, cid, staff):
     if staff:
         return ("staff.signed_in", {"counter": c.id, "staff": staff, "was": c.staff})
     return ("staff.signed_out", {"counter": c.id, "staff": c.staff})
+
+
+def _free(hall, cid):
+    """The counter, when it may call someone now: open, and nobody at it (finish or park first:
+    one key press never ends a service the staff did not mean to end)."""
+    c = hall.counter(cid)
+    if c.state != "open":
+        raise Refused("counter_" + c.state)
+    _serving(hall, c)
+    return c
+
+
+def _ticket(hall, label):
+    """(service, number) of a label such as "A012" issued today."""
+    if isinstance(label, str):
+        for s in hall.services:
+            if label.startswith(s.prefix):
+                try:
+                    n = int(label[len(s.prefix):])
+                except ValueError:
+                    continue
+                if n >= 1 and s.label(n) == label:   # "A12", "A+12" are not A012
+                    if n > s.last:
+                        raise Refused("not_issued", label)
+                    return s, n
+    raise Refused("bad_args", "ticket")     # never echo text that is no label
+
+
+def park(hall, cid):
+    """挂起: the citizen being served steps away (a missing document); the counter may call the
+    next one and the ticket waits aside, in a ring of PARK_MAX for the hall, until unparked."""
+    c, cur = _current(hall, cid)
+    if hall.parked.full():
+        raise Refused("parked_full", str(hall.parked.capacity))
+    return ("ticket.parked", hall._ticket_fields(c, cur))
+
+
+def unpark(hall, cid, label):
+    """Call a parked ticket back, at the counter that parked it or any counter serving the
+    service it was being served as; service.finished later counts its first wait and its time
+    at a counter, not the time away."""
+    c = _free(hall, cid)
+    s, n = _ticket(hall, label)
+    p = hall.parked
+    i = p.find(n, s.idx)
+    if i < 0:
+        raise Refused("not_parked", label)
+    served = hall.services[p.served_as(i)]
+    if p.counter(i) != c.idx and served.idx not in c.services:
+        raise Refused("other_service", served.code)
+    return ("ticket.unparked", {"ticket": label, "n": n, "service": served.code, "origin": s.code,
+                                "kind": kind_name(p.flags(i)), "counter": c.id, "staff": c.staff,
+                                "day": hall.day})
+
+
+def call(hall, cid, label, now):
+    """特呼: call a chosen waiting number out of order. Only one waiting for a service this counter
+    serves (or transferred to this very counter): the counter's services are what its staff
+    may handle, and another service's citizen goes there by a transfer. The event is a normal
+    ticket.called ("chosen": true), so every wait and no-show figure stays right."""
+    c = _free(hall, cid)
+    s, n = _ticket(hall, label)
+    o = s.idx
+    i = c.direct.find(n, o)
+    if i >= 0:
+        ev = hall.called_event(c, c.direct, i, s, now)   # served as its own service, as by next
+    else:
+        for si in c.services:
+            serving = hall.services[si]
+            i = serving.waiting.find(n, o)
+            if i >= 0:
+                ev = hall.called_event(c, serving.waiting, i, serving, now)
+                break
+        else:
+            _not_waiting(hall, label, n, o)
+    ev[1]["chosen"] = True
+    return ev
+
+
+def _not_waiting(hall, label, n, o):
+    """Say why a number this counter cannot call is not waiting for it."""
+    for t in hall.services:
+        if t.waiting.find(n, o) >= 0:
+            raise Refused("other_service", t.code)
+    for k in hall.counters:
+        if k.direct.find(n, o) >= 0:
+            raise Refused("other_counter", k.id)
+    if hall.skipped.find(n, o) >= 0:
+        raise Refused("skipped", label)         # requeue it first
+    if hall.parked.find(n, o) >= 0:
+        raise Refused("parked", label)          # unpark it
+    raise Refused("already_called", label)      # being served, or served, today
+
+
+def walkin(hall, cid, code, kind):
+    """A citizen served without a ticket: one event makes the service's next number (so no
+    number is used twice) and calls it here, then it is finished and rated like any other.
+    The counter must serve the service; daily_limit holds, opening hours do not (the staff
+    member is serving the citizen in front of them)."""
+    c = _free(hall, cid)
+    s = hall.by_code.get(code) if isinstance(code, str) else None
+    if s is None:
+        raise Refused("unknown_service")
+    if s.idx not in c.services:
+        raise Refused("other_service", s.code)
+    if kind != "normal" and kind != "priority":
+        raise Refused("bad_args", "kind")
+    if s.last >= s.limit:
+        raise Refused("limit")
+    n = s.last + 1
+    return ("ticket.walkin", {"ticket": s.label(n), "n": n, "service": s.code, "kind": kind,
+                              "counter": c.id, "staff": c.staff, "day": hall.day})
 
 
 def decide_day(hall, now):
@@ -177,7 +302,8 @@ def decide_day(hall, now):
     waiting = 0
     for s in hall.services:
         waiting += len(s.waiting)
-    out.append(("day.reset", {"day": day, "prev_day": hall.day, "dropped_waiting": waiting}))
+    out.append(("day.reset", {"day": day, "prev_day": hall.day, "dropped_waiting": waiting,
+                              "dropped_parked": len(hall.parked)}))
     return out
 
 

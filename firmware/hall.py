@@ -13,12 +13,15 @@ Serving order at a counter (documented in the README):
      (绿色通道) tickets first - but after `priority_run` priority calls in a row at
      this counter, one waiting normal ticket is called, so normal tickets never starve.
 The hall is built from the config by firmware/hall_setup.py (loaded at boot only), so the config's
-key names cost no RAM here; decisions taken a few times a day (recall, skip, transfer, pause...)
-live in firmware/desk.py, loaded per use.
+key names cost no RAM here; decisions taken a few times a day (recall, skip, transfer, pause,
+park, call a chosen number, walk-in...) live in firmware/desk.py, loaded per use.
+Parked tickets (挂起) wait in one ring for the hall, PARK_MAX of them; a new day clears them.
 Pure logic: runs under CPython and MicroPython.
 """
 from firmware import calendar
-from firmware.ticketring import TicketRing, PRIORITY, APPOINTMENT, REQUEUED, TRANSFERRED
+from firmware.ticketring import TicketRing, ParkedRing, PRIORITY, APPOINTMENT, REQUEUED, TRANSFERRED
+
+PARK_MAX = 8   # parked tickets a hall holds (a few citizens away at once; more is refused)
 
 
 def event_facts(etype):
@@ -26,8 +29,10 @@ def event_facts(etype):
     events table is the contract; tests/unit/test_hall.py checks every type). Mostly by group:
     a tuple of full type names would cost a string object each in RAM on the device."""
     group = etype[:etype.find(".")]
-    # 2: never dropped, the citizen's record (ticket.issued, ticket.called, service.*, rating.*)
-    if etype == "ticket.issued" or etype == "ticket.called" or group == "service" or group == "rating":
+    # 2: never dropped, the citizen's record (ticket.issued, ticket.called, ticket.walkin - a
+    # number issued and called in one -, service.*, rating.*)
+    if etype == "ticket.issued" or etype == "ticket.called" or etype.endswith(".walkin") \
+            or group == "service" or group == "rating":
         return 2, True
     # 0: dropped first when the outbox overflows (device.heartbeat, printer.status)
     if etype.endswith(".heartbeat") or group == "printer":
@@ -98,6 +103,7 @@ class Counter:
         self.rate = [None, None, None, 0]
         self.current = None        # cur: [service, number, flags, origin, issued_off, called_off, recalls]
         self.priority_run = 0
+        self.req = 0               # the last hall request of this counter's device applied (a kiosk)
         self.rating = None         # rate: [ticket label, service code, staff, opened_ts] while a window is open
 
 
@@ -117,6 +123,7 @@ class Hall:
         for c in counters:
             self.by_id[c.id] = c
         self.skipped = TicketRing(skipped_keep)  # service byte = origin service
+        self.parked = ParkedRing(PARK_MAX)
         self.next_guard = next_guard   # next_guard_s
         self.day = ""
         self.day_start = 0     # origin of the tickets' time offsets; moves with clock steps
@@ -215,12 +222,17 @@ class Hall:
             if not out:
                 raise Refused("nobody_waiting")
             return out
+        out.append(self.called_event(c, ring, i, serving, now))
+        return out
+
+    def called_event(self, c, ring, i, serving, now):
+        """ticket.called for entry i of ring, served as service `serving` at counter c (also
+        for a number chosen out of order: firmware/desk.py)."""
         number, flags, origin, issued = ring.number(i), ring.flags(i), ring.service(i), ring.issued(i)
-        out.append(("ticket.called", {
+        return ("ticket.called", {
             "ticket": self.services[origin].label(number), "n": number, "service": serving.code,
             "origin": self.services[origin].code, "kind": kind_name(flags), "counter": c.id,
-            "staff": c.staff, "waited_s": max(0, self._offset(now) - issued), "day": self.day}))
-        return out
+            "staff": c.staff, "waited_s": max(0, self._offset(now) - issued), "day": self.day})
 
     def _ticket_fields(self, c, cur):
         s = self.services[cur[0]]
@@ -252,6 +264,10 @@ class Hall:
         object each in RAM, and most are needed nowhere else here.
         """
         what = etype[etype.find(".") + 1:]     # allocates: before any change
+        if "req" in d:     # caused by a counter's hall request: it is applied, once (role_kiosk)
+            c = self.by_id.get(d.get("counter"))
+            if c is not None and d["req"] > c.req:
+                c.req = d["req"]
         if what == "issued":                   # ticket.issued
             s = self.by_code[d["service"]]
             flags = kind_flags(d["kind"])
@@ -311,6 +327,46 @@ class Hall:
             r[2] = d["staff"]
             r[3] = ts
             c.rating = r
+        elif what == "walkin":                 # ticket.walkin: a number made and called at once
+            s = self.by_code[d["service"]]
+            flags = kind_flags(d["kind"])
+            off = self._offset(ts)
+            if d["n"] > s.last:
+                s.last = d["n"]
+            cur = c.cur
+            cur[0] = s.idx
+            cur[1] = d["n"]
+            cur[2] = flags
+            cur[3] = s.idx
+            cur[4] = off     # issued and called now: it waited nowhere
+            cur[5] = off
+            cur[6] = 0
+            c.current = cur
+        elif what == "parked":                 # ticket.parked
+            if cur is not None:
+                off = self._offset(ts)
+                p = self.parked
+                if p.full():   # refused when deciding; a replay must still not fail
+                    p.remove(0)
+                p.park(cur[1], cur[2], cur[3], max(0, cur[5] - cur[4]), cur[0], c.idx, max(0, off - cur[5]))
+                c.current = None
+        elif what == "unparked":               # ticket.unparked
+            p = self.parked
+            i = p.find(d["n"], self.by_code[d["origin"]].idx)
+            if i >= 0:
+                off = self._offset(ts)
+                cur = c.cur
+                cur[0] = p.served_as(i)
+                cur[1] = p.number(i)
+                cur[2] = p.flags(i)
+                cur[3] = p.service(i)
+                # called and issued move on by the time away: service.finished says the wait
+                # before the first call and the time spent at a counter, not the errand
+                cur[5] = max(0, off - p.served_s(i))
+                cur[4] = max(0, cur[5] - p.waited(i))
+                cur[6] = 0
+                p.remove(i)
+                c.current = cur
         elif what == "ended":                  # service.ended
             c.current = None
         elif what == "submitted" or what == "expired":     # rating.submitted, rating.expired
@@ -362,6 +418,7 @@ class Hall:
             if c.state == "closed":
                 c.state = "open"
         self.skipped.clear()
+        self.parked.clear()
 
     def _take(self, c, cur):
         """Remove the called ticket (cur[1], origin cur[3]) from wherever it waits; fills in
@@ -390,4 +447,6 @@ class Hall:
             counters[c.id] = {"state": c.state, "reason": c.reason, "staff": c.staff,
                               "serving": self._ticket_fields(c, c.current)["ticket"] if c.current else None,
                               "rating_open": c.rating[0] if c.rating else None}
-        return {"day": self.day, "waiting": waiting, "issued": issued, "counters": counters}
+        p = self.parked
+        parked = [self.services[p.service(i)].label(p.number(i)) for i in range(len(p))]
+        return {"day": self.day, "waiting": waiting, "issued": issued, "counters": counters, "parked": parked}

@@ -8,14 +8,17 @@ to flash and back without a copy, so reading or writing one needs a few hundred 
 heap whatever the queue length. A snapshot names the hall structure it was made for
 (services, counters, ring sizes); after a structural config change it is not used.
 
-    hall.bin      b"QTH2" | seq u32 | prev 16 | ts i64 | day_start i64 | shape u32 | day text
+    hall.bin      b"QTH3" | seq u32 | prev 16 | ts i64 | day_start i64 | shape u32 | day text
                   | per service: last u16, avg_s u32, finished u16, ring
-                  | skipped ring | per counter: state u8, priority_run u8, reason, staff,
+                  | skipped ring | parked ring | per counter req u32 | per counter: state u8, priority_run u8, reason, staff,
                     current (flag + 7 fields), rating (flag + ticket, service, staff, ts), ring
                   | crc32 of everything before
     numbers.bin   b"QTN1" | seq u32 | day_start i64 | day text | per service: code, last u16 | crc32
 
-text = u8 length (255: None) + UTF-8; ring = u16 count + 8 bytes an entry.
+text = u8 length (255: None) + UTF-8; ring = u16 count + 8 bytes an entry (parked ring: 16).
+A b"QTH2" snapshot (before parking and hall requests existed) is the same without the parked
+ring and the counters' req (the last hall request applied: firmware/role_kiosk.py); still read,
+so a firmware update in the middle of a day keeps the queue.
 numbers.bin is written with every snapshot and keeps the business day and each service's
 last number even if both snapshots are lost: no number is handed out twice in a day.
 """
@@ -112,8 +115,9 @@ def _fresh(hall, cfg):
         c.state, c.reason, c.staff = "open", "", k.get("staff")
         c.direct.clear()
         c.current = c.rating = None
-        c.priority_run = 0
+        c.priority_run = c.req = 0
     hall.skipped.clear()
+    hall.parked.clear()
     hall.day = ""
     hall.day_start = 0
 
@@ -214,13 +218,14 @@ class _In:
 
     def ring(self, r):
         n = self.unpack("<H")[0]
-        if n > r.capacity or n * 8 > self.left:
+        size = n * r.size
+        if n > r.capacity or size > self.left:
             raise ValueError("ring of %d" % n)
-        mv = memoryview(r.buf)[:n * 8]
-        if self.f.readinto(mv) != n * 8:
+        mv = memoryview(r.buf)[:size]
+        if self.f.readinto(mv) != size:
             raise ValueError("truncated")
         self.crc = binascii.crc32(mv, self.crc)
-        self.left -= n * 8
+        self.left -= size
         r.n = n
 
 
@@ -246,7 +251,7 @@ def save_hall(hall, path, seq, prev, ts):
     """Write the hall as it is after event seq (chain hash prev, wall time ts) to path."""
     with open(path, "wb") as f:
         o = _Out(f)
-        o.put(b"QTH2")
+        o.put(b"QTH3")
         o.pack("<I", seq)
         o.put(binascii.unhexlify(prev))
         o.pack("<qqI", ts, hall.day_start, shape(hall))
@@ -255,6 +260,9 @@ def save_hall(hall, path, seq, prev, ts):
             o.pack("<HIH", s.last, s.avg_s, s.finished)
             o.ring(s.waiting)
         o.ring(hall.skipped)
+        o.ring(hall.parked)
+        for c in hall.counters:
+            o.pack("<I", c.req)
         for c in hall.counters:
             o.pack("<BB", _STATES.index(c.state), min(255, c.priority_run))
             o.text(c.reason)
@@ -279,7 +287,7 @@ def save_hall(hall, path, seq, prev, ts):
 
 def max_snapshot_bytes(hall):
     """The largest hall.bin this hall can produce: anything bigger is not read at all."""
-    n = 64 + 8 * hall.skipped.capacity
+    n = 64 + 8 * hall.skipped.capacity + 2 + hall.parked.size * hall.parked.capacity
     for s in hall.services:
         n += 12 + 8 * s.waiting.capacity
     for c in hall.counters:
@@ -294,7 +302,8 @@ def read_snapshot(hall, path):
         raise ValueError("size %d" % size)
     with open(path, "rb") as f:
         i = _In(f, size)
-        if i.get(4) != b"QTH2":
+        magic = i.get(4)
+        if magic != b"QTH3" and magic != b"QTH2":
             raise ValueError("not a snapshot")
         seq = i.unpack("<I")[0]
         prev = binascii.hexlify(i.get(16)).decode()
@@ -307,6 +316,14 @@ def read_snapshot(hall, path):
             s.last, s.avg_s, s.finished = i.unpack("<HIH")
             i.ring(s.waiting)
         i.ring(hall.skipped)
+        if magic == b"QTH3":
+            i.ring(hall.parked)
+            for c in hall.counters:
+                c.req = i.unpack("<I")[0]
+        else:
+            hall.parked.clear()
+            for c in hall.counters:
+                c.req = 0
         for c in hall.counters:
             state, c.priority_run = i.unpack("<BB")
             c.state = _STATES[state]

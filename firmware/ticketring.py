@@ -6,6 +6,7 @@ extra: only tickets still waiting are held, up to the configured capacity.
 
 The changing operations (append, push_front, remove) allocate nothing: they run after an
 event is already durable, where a MemoryError would leave the state behind the flash.
+ParkedRing (挂起) keeps 8 more bytes an entry, for what a ticket taken off a counter must keep.
 """
 
 try:
@@ -14,6 +15,7 @@ except ImportError:  # CPython; not a def: even unused, its code would take RAM 
     const = int      # the constants here are ints, and int(x) is x
 
 _SIZE = const(8)
+_PARKED_SIZE = const(16)
 
 PRIORITY = const(1)
 APPOINTMENT = const(2)
@@ -22,9 +24,10 @@ TRANSFERRED = const(8)
 
 
 class TicketRing:
-    def __init__(self, capacity):
+    def __init__(self, capacity, size=_SIZE):
         self.capacity = capacity
-        self.buf = bytearray(capacity * _SIZE)
+        self.size = size           # bytes an entry: the first 8 are always laid out as above
+        self.buf = bytearray(capacity * size)
         self.n = 0
 
     def __len__(self):
@@ -35,31 +38,37 @@ class TicketRing:
 
     def number(self, i):
         b = self.buf
-        o = i * _SIZE
+        o = i * self.size
         return b[o] | b[o + 1] << 8
 
     def flags(self, i):
-        return self.buf[i * _SIZE + 2]
+        return self.buf[i * self.size + 2]
 
     def service(self, i):
-        return self.buf[i * _SIZE + 3]
+        return self.buf[i * self.size + 3]
 
     def issued(self, i):
+        return self._u32(i * self.size + 4)
+
+    def _u32(self, o):
         b = self.buf
-        o = i * _SIZE + 4
         return b[o] | b[o + 1] << 8 | b[o + 2] << 16 | b[o + 3] << 24
+
+    def _set_u32(self, o, v):
+        b = self.buf
+        b[o] = v & 0xFF
+        b[o + 1] = (v >> 8) & 0xFF
+        b[o + 2] = (v >> 16) & 0xFF
+        b[o + 3] = (v >> 24) & 0xFF
 
     def _put(self, i, number, flags, service, offset_s):
         b = self.buf
-        o = i * _SIZE
+        o = i * self.size
         b[o] = number & 0xFF
         b[o + 1] = (number >> 8) & 0xFF
         b[o + 2] = flags
         b[o + 3] = service
-        b[o + 4] = offset_s & 0xFF
-        b[o + 5] = (offset_s >> 8) & 0xFF
-        b[o + 6] = (offset_s >> 16) & 0xFF
-        b[o + 7] = (offset_s >> 24) & 0xFF
+        self._set_u32(o + 4, offset_s)
 
     def _move(self, dst, src, count):
         """Copy count bytes inside buf (overlap-safe) without a temporary slice."""
@@ -81,13 +90,14 @@ class TicketRing:
         """Put a ticket first in line (transfers, requeues); the last entry is lost only if full."""
         if self.n >= self.capacity:
             self.n = self.capacity - 1
-        self._move(_SIZE, 0, self.n * _SIZE)
+        self._move(self.size, 0, self.n * self.size)
         self._put(0, number, flags, service, offset_s)
         self.n += 1
 
     def remove(self, i):
         """Drop entry i; read what you need from it first."""
-        self._move(i * _SIZE, (i + 1) * _SIZE, (self.n - i - 1) * _SIZE)
+        sz = self.size
+        self._move(i * sz, (i + 1) * sz, (self.n - i - 1) * sz)
         self.n -= 1
 
     def find(self, number, service):
@@ -95,23 +105,26 @@ class TicketRing:
         b = self.buf
         lo = number & 0xFF
         hi = (number >> 8) & 0xFF
+        sz = self.size
         for i in range(self.n):
-            o = i * _SIZE
+            o = i * sz
             if b[o] == lo and b[o + 1] == hi and b[o + 3] == service:
                 return i
         return -1
 
     def first_with(self, flag, want):
         """Index of the first entry whose flag bit is set (want=True) or clear (want=False), or -1."""
+        sz = self.size
         for i in range(self.n):
-            if bool(self.buf[i * _SIZE + 2] & flag) == want:
+            if bool(self.buf[i * sz + 2] & flag) == want:
                 return i
         return -1
 
     def count_with(self, flag):
         c = 0
+        sz = self.size
         for i in range(self.n):
-            if self.buf[i * _SIZE + 2] & flag:
+            if self.buf[i * sz + 2] & flag:
                 c += 1
         return c
 
@@ -120,4 +133,39 @@ class TicketRing:
 
     def used(self):
         """A view of the used part (snapshots write it without a copy)."""
-        return memoryview(self.buf)[:self.n * _SIZE]
+        return memoryview(self.buf)[:self.n * self.size]
+
+
+class ParkedRing(TicketRing):
+    """挂起: tickets taken off a counter while the citizen fetches a document, in parking order.
+
+    An entry is the ring's 8 bytes - whose time field holds the seconds the citizen waited
+    before the first call, not an issue time - then the service it was being served as (u8),
+    the index of the counter that parked it (u8), 2 spare, and the seconds already served
+    (u32). Durations rather than times: unparked, the ticket gets back its own wait and
+    service time, without the time away and whatever the clock did meanwhile.
+    """
+
+    def __init__(self, capacity):
+        super().__init__(capacity, _PARKED_SIZE)
+
+    def park(self, number, flags, origin, waited_s, served_as, counter, served_s):
+        self.append(number, flags, origin, waited_s)
+        o = (self.n - 1) * _PARKED_SIZE + 8
+        b = self.buf
+        b[o] = served_as
+        b[o + 1] = counter
+        b[o + 2] = b[o + 3] = 0
+        self._set_u32(o + 4, served_s)
+
+    def waited(self, i):
+        return self.issued(i)
+
+    def served_as(self, i):
+        return self.buf[i * _PARKED_SIZE + 8]
+
+    def counter(self, i):
+        return self.buf[i * _PARKED_SIZE + 9]
+
+    def served_s(self, i):
+        return self._u32(i * _PARKED_SIZE + 12)

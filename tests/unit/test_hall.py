@@ -436,7 +436,8 @@ def test_applying_an_event_allocates_nothing_for_rings():
 FACTS = {
     "ticket.issued": (2, True), "ticket.refused": (1, False), "ticket.called": (2, True),
     "ticket.recalled": (1, True), "ticket.skipped": (1, True), "ticket.requeued": (1, True),
-    "ticket.transferred": (1, True), "service.finished": (2, True), "service.ended": (2, True),
+    "ticket.transferred": (1, True), "ticket.parked": (1, True), "ticket.unparked": (1, True),
+    "ticket.walkin": (2, True), "service.finished": (2, True), "service.ended": (2, True),
     "rating.submitted": (2, True), "rating.expired": (2, True), "counter.paused": (1, True),
     "counter.resumed": (1, True), "counter.closed": (1, True), "staff.signed_in": (1, True),
     "staff.signed_out": (1, True), "printer.status": (0, False), "device.boot": (1, False),
