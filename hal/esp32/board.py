@@ -9,6 +9,7 @@ Config shape (all pins are GPIO numbers; a missing section = no such device):
     "indicator": {"rate": 14, "thanks": 27, "error": 26, "paper": 25,
                   "net": 2, "buzzer": 13},
     "voice":     {"uart": 1, "tx": 4, "rx": 36, "baud": 9600, "busy": 39},
+    "keypad":    {"rows": [13, 14, 27, 26], "cols": [25, 33, 32, 4]},  # 4x4 呼叫器
     "debounce_ms": 30, "long_press_ms": 1500, "data_dir": "/data"
   }
   "wifi": {"ssid": "...", "password": "...", "hostname": "..."}
@@ -37,6 +38,7 @@ class Hal:
         self.printer = None
         self.display = None
         self.buttons = None
+        self.keypad = None
         self.indicator = None
         self.voice = None
         self.clock = None
@@ -72,6 +74,12 @@ def make_hal(cfg, encode=None):
     if board.get("buttons"):
         hal.buttons = GpioButtons(board["buttons"], debounce_ms=board.get("debounce_ms", 30),
                                   long_ms=board.get("long_press_ms", 1500))
+    k = board.get("keypad")
+    if k:
+        # imported only when fitted: most terminals have none
+        from hal.esp32.matrix_keypad import MatrixKeypad
+        hal.keypad = MatrixKeypad(k["rows"], k["cols"],
+                                  stable=max(1, board.get("debounce_ms", 30) // 10))
     ind = board.get("indicator")
     if ind:
         lamps = {}

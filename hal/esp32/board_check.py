@@ -95,7 +95,7 @@ def validate_board(board):
             used[v] = path
 
     for key in board:
-        if key not in ("printer", "display", "buttons", "indicator", "voice",
+        if key not in ("printer", "display", "buttons", "indicator", "voice", "keypad",
                        "debounce_ms", "long_press_ms", "data_dir"):
             errs.append(("board." + str(key), "unknown key"))
     for key, lo, hi in _TOP_NUMS:
@@ -151,6 +151,26 @@ def validate_board(board):
                                        "rate1..rate5, next, recall, skip, finish, pause, "
                                        "optionally @<counter>)"))
                 pin(path, b[name], False)
+
+    k = board.get("keypad")
+    if k is not None:
+        # rows are driven (open-drain), so no input-only pin; columns only read
+        if not isinstance(k, dict):
+            errs.append(("board.keypad", "must be an object {rows, cols}"))
+        else:
+            for name in k:
+                if name not in ("rows", "cols"):
+                    errs.append(("board.keypad." + str(name), "unknown key"))
+            for name in ("rows", "cols"):
+                path = "board.keypad." + name
+                pins = k.get(name)
+                if pins is None:
+                    errs.append((path, "missing"))
+                elif not isinstance(pins, (list, tuple)) or len(pins) != 4:
+                    errs.append((path, "must be a list of 4 GPIO numbers"))
+                else:
+                    for i in range(4):
+                        pin("%s[%d]" % (path, i), pins[i], name == "rows")
 
     ind = board.get("indicator")
     if ind is not None:

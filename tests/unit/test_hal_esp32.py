@@ -747,3 +747,59 @@ def test_make_hal_refuses_bad_board():
     b["indicator"]["net"] = 34
     e = raises(ValueError, esp_board.make_hal, {"board": b})
     assert "board.indicator.net" in str(e)
+
+
+# ------------------------------------------------------------ keypad in the board
+
+def _counter_board():
+    """A counter's board: no printer, no ticket or staff keys, a 4x4 keypad in their place."""
+    b = _board()
+    del b["printer"]
+    for name in ("ticket:A", "ticket:B", "next", "recall", "skip", "finish", "pause"):
+        del b["buttons"][name]
+    b["keypad"] = {"rows": [17, 16, 32, 33], "cols": [34, 35, 36, 39]}
+    return b
+
+
+def test_validate_board_accepts_a_keypad():
+    assert esp_board.validate_board(_counter_board()) == []
+
+
+def test_validate_board_reports_keypad_mistakes():
+    b = _counter_board()
+    b["keypad"]["rows"] = [17, 16, 16, 36]     # twice the same; input-only cannot be a row
+    b["keypad"]["cols"] = [34, 35, 21, 7]      # rate5's pin; flash
+    d = dict(esp_board.validate_board(b))
+    assert "already used by board.keypad.rows[1]" in d["board.keypad.rows[2]"]
+    assert "input-only" in d["board.keypad.rows[3]"]
+    assert "already used by board.buttons.rate5" in d["board.keypad.cols[2]"] or \
+        "already used by board.keypad.cols[2]" in d["board.buttons.rate5"]
+    assert "flash" in d["board.keypad.cols[3]"]
+    assert "board.keypad.cols[0]" not in d     # input-only is fine for a column
+    b["keypad"] = {"rows": [17, 16, 32], "colz": [34, 35, 36, 39]}
+    d = dict(esp_board.validate_board(b))
+    assert "4 GPIO" in d["board.keypad.rows"]
+    assert d["board.keypad.cols"] == "missing" and d["board.keypad.colz"] == "unknown key"
+    b["keypad"] = [17, 16]
+    assert _paths(esp_board.validate_board(b)) == ["board.keypad"]
+    b["keypad"] = {"rows": "17,16,32,33", "cols": [34, 35, 36, 39]}
+    assert _paths(esp_board.validate_board(b)) == ["board.keypad.rows"]
+
+
+def test_make_hal_builds_the_keypad_only_when_fitted():
+    d = tmpdir("hal")
+    fm.install()      # the keypad driver is imported lazily, by make_hal
+    try:
+        fm.reset_pins()
+        b = _counter_board()
+        b["data_dir"] = d
+        b["debounce_ms"] = 50
+        hal = esp_board.make_hal({"board": b})
+        pad = hal.keypad
+        assert type(pad).__name__ == "MatrixKeypad" and pad._stable == 5
+        assert fm.Pin.made[17].mode == fm.Pin.OPEN_DRAIN and fm.Pin.made[34].mode == fm.Pin.IN
+        assert pad.pending() == 0
+        assert esp_board.make_hal({"board": _board(data_dir=d)}).keypad is None
+    finally:
+        fm.restore()
+        rmtree(d)
