@@ -5,17 +5,17 @@ outbox (durable) -> state applied -> printed / displayed / announced -> publishe
 later by the publisher task. Nothing here waits for the network.
 """
 import gc
-from time import ticks_add, ticks_diff
+from time import ticks_diff
 
 import asyncio
 
-from firmware import messages, release
+from firmware import messages, release, screens
 from firmware.hall import Refused, event_facts
 from firmware.outbox import OutboxFull
-from firmware.rating import RatingPad, IDLE, SCORE, REASON
 from firmware.publisher import Publisher
 
 FIRMWARE = "0.4.0"
+IDLE, REASON = 0, 2   # RatingPad stages (firmware/rating.py is not loaded by a kiosk or screen)
 SNAPSHOT_EVERY = 64
 _SHEET = 1024      # bytes of the ticket layout buffer (a ticket is ~650; more spills over)
 _KEEP_LAYOUT = 24576  # free heap after a ticket above which its layout code stays loaded
@@ -26,6 +26,8 @@ _CMD_BYTES = 4096   # more are dropped and counted, so a flood can't eat RAM
 
 
 class App:
+    FW = FIRMWARE   # (the publisher reads it here: it imports nothing of this module)
+
     def __init__(self, hal, cfg):
         # Allocated first, while the heap is still whole: later in the day the free heap is
         # many small holes, and a ticket laid out in a growing bytearray needs a large one.
@@ -41,9 +43,14 @@ class App:
         r = cfg["rating"]
         codes = tuple(x["code"] for x in r["reasons"])
         self.pads = {}
+        role = cfg["role"]
+        # The rating pads this device has: every counter's for `all`, its own for a counter.
+        self.home = cfg["link"]["counter"] if role == "counter" else self.hall.counters[0].id
         for c in self.hall.counters:
-            self.pads[c.id] = RatingPad(c.id, r["window_s"], r["reason_window_s"], codes)
-        self.home = self.hall.counters[0].id
+            if role == "all" or (role == "counter" and c.id == self.home):
+                from firmware.rating import RatingPad
+                self.pads[c.id] = RatingPad(c.id, r["window_s"], r["reason_window_s"], codes)
+        self.role = None            # the hall role's wiring (firmware/role_*.py); None for `all`
         self.printing = False
         self.paper = "ok"
         self.since_snapshot = 0
@@ -80,6 +87,16 @@ class App:
     # ---- boot ------------------------------------------------------------------
     def boot(self):
         """Recover state from flash (snapshot + replay of the outbox), then announce the boot."""
+        role = self.cfg["role"]
+        if role != "all":   # before the replay: a counter's open rating window comes from its link
+            if role == "kiosk":
+                from firmware.role_kiosk import Kiosk as Role
+            elif role == "counter":
+                from firmware.role_counter import CounterLink as Role
+            else:
+                from firmware.role_screen import Screen as Role
+            self.role = Role(self, self.cfg)
+            Role = None
         from firmware import recovery
         replayed = recovery.recover(self)
         release("recovery", "store")
@@ -113,7 +130,7 @@ class App:
         self.new_day_if_due()
         if self.since_snapshot >= SNAPSHOT_EVERY:
             self.snapshot()
-        self._home_screen()
+        screens.home(self)
 
     def now(self):
         return self.hal.clock.time()
@@ -197,7 +214,7 @@ class App:
             self.stamper.seq, self.stamper.prev = seq, prev
             self.stats["storage_errors"] += 1
             self.fault = "storage.full" if isinstance(e, OutboxFull) else "refused.storage_error"
-            self._show(messages.lines(self.fault, self.langs), "Err", 0)
+            screens.show(self, messages.lines(self.fault, self.langs), "Err", 0)
             self.hal.indicator.set("error", True)
             return False
         if self.fault:
@@ -275,7 +292,7 @@ class App:
                 break
         try:
             self.stats["refused"] += 1
-            self._show(messages.refusal("memory", self.langs), "----", 4)
+            screens.show(self, messages.refusal("memory", self.langs), "----", 4)
         except MemoryError:
             pass    # the answer still goes back to the key (made at boot, below)
         return _NO_MEMORY
@@ -301,17 +318,18 @@ class App:
         if self.behind:
             return {"ok": False, "refused": "restarting"}
         self.check_clock()
-        if name.startswith("ticket:"):
+        role = self.cfg["role"]
+        if name.startswith("ticket:") and (role == "all" or role == "kiosk"):
             if self.printing:
                 self.stats["ignored"] += 1
                 return {"ok": True, "ignored": "printing"}
             parts = name.split(":")
             kind = "priority" if len(parts) > 2 and parts[2] == "priority" else "normal"
             return await self.issue(parts[1], kind)
-        if name.startswith("rate") and len(name) == 5 and name[4] in "12345":
+        if name.startswith("rate") and len(name) == 5 and name[4] in "12345" and self.pads:
             return self.rate(cid, int(name[4]))
         if name in ("next", "recall", "skip", "finish", "pause"):
-            return self.staff_key(cid, name)
+            return await self.staff(cid, name)
         self.stats["ignored"] += 1
         return {"ok": False, "error": "unknown button %r" % name}
 
@@ -339,7 +357,7 @@ class App:
             if not self.emit(etype, data):
                 self.full_refusals += 1
                 return {"ok": False, "refused": "outbox_full" if self.fault == "storage.full" else "storage_error"}
-            self._show(messages.lines("ticket", self.langs, data["ticket"], data["ahead"]), data["ticket"], 5)
+            screens.show(self, messages.lines("ticket", self.langs, data["ticket"], data["ahead"]), data["ticket"], 5)
             if paper:
                 await self._print(paper)
             return {"ok": True, "event": etype, "ticket": data["ticket"], "ahead": data["ahead"],
@@ -352,7 +370,7 @@ class App:
     def _refuse(self, data):
         self.stats["refused"] += 1
         self.emit("ticket.refused", data)
-        self._show(messages.refusal(data["reason"], self.langs), "----", 5)
+        screens.show(self, messages.refusal(data["reason"], self.langs), "----", 5)
         return {"ok": False, "refused": data["reason"]}
 
     def _layout(self, d):
@@ -402,57 +420,90 @@ class App:
                 self.stats["storage_errors"] += 1  # the step goes on; only a power cut now loses it
             store = None
             release("store")
-            self._home_screen()
+            screens.home(self)
             return {"ok": True, "stage": "reason"}
         return self._submit_rating(pad, data)
 
-    def _submit_rating(self, pad, data):
+    def _bind(self, data):
+        """What a rating names of the service it rates: the day here, or on a counter the
+        kiosk's finished service (firmware/role_counter.py)."""
         data["day"] = self.hall.day
+        if self.role is not None:
+            self.role.bind(data)
+
+    def _submit_rating(self, pad, data):
+        self._bind(data)
         if not self.emit("rating.submitted", data):
             return {"ok": False, "error": "storage"}
         pad.close()
+        if self.role is not None:
+            self.role.rated()
         from firmware import store
         store.remove(self.root + "/rating.pending")
         store = None
         release("store")    # loaded for a moment: a citizen's ticket needs the RAM more
         self.hal.indicator.set("rate", False)
         self.hal.indicator.set("thanks", True)
-        self._show(messages.lines("thanks", self.langs), data["ticket"], 3)
+        screens.show(self, messages.lines("thanks", self.langs), data["ticket"], 3)
         if self.cfg.get("voice"):
             self.hal.voice.say(messages.text("thanks")[0])
         return {"ok": True, "event": "rating.submitted", "ticket": data["ticket"], "score": data["score"],
                 "reason": data["reason"]}
 
-    def staff_key(self, cid, key, args=None):
-        """A counter action: the five keys, or keypad/backend functions with arguments
-        (transfer, requeue, close, pause with a reason, resume, signin, signout)."""
+    async def staff(self, cid, key, args=None):
+        """A staff key or keypad function at counter cid: decided here (role `all`), asked of
+        the kiosk (a counter), or not for this device (kiosk, screen: their counters are
+        other devices, and acting for them would bypass the counter's own pad)."""
+        role = self.cfg["role"]
+        if role == "counter":   # (the control port's and a command's own fields stay here)
+            args = dict((k, v) for k, v in (args or {}).items() if k not in ("op", "action", "counter"))
+            return await self.role.act(key, args)
+        if role != "all":
+            return {"ok": False, "refused": "not_here", "detail": role}
+        return self.staff_key(cid, key, args)
+
+    def decide_staff(self, cid, key, args):
+        """The events of a counter action (raises Refused): the five keys, or keypad/backend
+        functions with arguments (transfer, requeue, close, pause with a reason, resume, signin,
+        signout, park, unpark, call, walkin)."""
         now = self.now()
         h = self.hall
-        args = args or {}
+        if key == "next":
+            return h.decide_next(cid, now)
+        if key == "finish":
+            return [h.decide_finish(cid, now)]
+        # recall, skip and the rest are decided in desk (loaded per use)
+        if key == "pause" and "reason" not in args and h.counter(cid).state != "open":
+            key = "resume"  # the pause key toggles
+        from firmware import desk
         try:
-            if key == "next":
-                events = h.decide_next(cid, now)
-            elif key == "finish":
-                events = [h.decide_finish(cid, now)]
-            else:   # recall, skip and the rest are decided in desk (loaded per use)
-                if key == "pause" and "reason" not in args and h.counter(cid).state != "open":
-                    key = "resume"  # the pause key toggles
-                from firmware import desk
-                try:
-                    events = [desk.decide(h, cid, key, now, args)]
-                finally:
-                    release("desk", "text")
+            return [desk.decide(h, cid, key, now, args)]
+        finally:
+            release("desk", "text")
+
+    def staff_key(self, cid, key, args=None):
+        """A counter action decided and applied on this device (role `all`; the backend)."""
+        try:
+            events = self.decide_staff(cid, key, args or {})
         except Refused as e:
-            self._show(messages.refusal(e.reason, self.langs, e.detail), "----", 4)
+            screens.show(self, messages.refusal(e.reason, self.langs, e.detail), "----", 4)
             return {"ok": False, "refused": e.reason, "detail": e.detail}
         return self.apply_events(events)
 
-    def apply_events(self, events):
+    def apply_events(self, events, req=None):
+        """Emit and apply events in order; req: the hall request (firmware/role_kiosk.py) they
+        answer, carried in each (so a request is applied once, across power cuts too).
+        "seq" is the last event's; "fin_seq" a service.finished's (a rating binds to it)."""
         result = {"ok": True, "events": []}
         for etype, data in events:
+            if req is not None:
+                data["req"] = req
             if not self.emit(etype, data):
                 return {"ok": False, "error": "storage"}
             result["events"].append(etype)
+            result["seq"] = self.stamper.seq
+            if etype == "service.finished":
+                result["fin_seq"] = self.stamper.seq
             if "ticket" in data:
                 result["ticket"] = data["ticket"]
             self._after(etype, data)
@@ -460,16 +511,13 @@ class App:
 
     def _after(self, etype, d):
         """What the citizen sees and hears after a staff action."""
-        if etype == "ticket.called" or etype == "ticket.recalled":
+        if etype == "ticket.called" or etype == "ticket.recalled" or etype == "ticket.unparked":
             cid = d["counter"]
-            cname, second = messages.hall_text("ctr." + cid, cid)
-            lines = messages.lines("call", self.langs, d["ticket"], cname)
-            if len(self.langs) > 1:
-                lines[1] = messages.text("call")[1] % (d["ticket"], second)
+            lines = screens.call_lines(self.langs, d["ticket"], cid)
             self.call = (lines, "%s %s" % (d["ticket"], cid))
             if self.cfg.get("voice"):
-                self.hal.voice.say("请%s号到%s办理" % (d["ticket"], cname))
-        elif etype == "service.finished":
+                self.hal.voice.say(lines[0])
+        elif etype == "service.finished" and d["counter"] in self.pads:
             pad = self.pads[d["counter"]]
             if pad.stage != IDLE:
                 self._expire(pad)
@@ -478,61 +526,18 @@ class App:
             self.hal.indicator.set("rate", True)
             if self.cfg.get("voice"):
                 self.hal.voice.say("请对本次服务进行评价")
-        self._home_screen()
+        screens.home(self)
 
     def _expire(self, pad):
         if pad.stage == REASON:
             return self._submit_rating(pad, pad._data("none", self.hal.clock.ticks_ms()))
         data = pad.fields()
-        data["day"] = self.hall.day
+        self._bind(data)
         self.emit("rating.expired", data)
         pad.close()
+        if self.role is not None:
+            self.role.rated()
         self.hal.indicator.set("rate", False)
-
-    # ---- display -----------------------------------------------------------------
-    def _show(self, lines, figure, hold_s):
-        """Show a message; with hold_s it gives way to the home screen after that time. The
-        home screen (hold_s 0) says so while the broker cannot be reached: citizens are still
-        served and nothing is lost ("网络断开 数据已保存 / Offline - data kept")."""
-        self.screen_until = ticks_add(self.hal.clock.ticks_ms(), hold_s * 1000) if hold_s else 0
-        lines.insert(0, figure)
-        if not hold_s and self.offline:
-            lines.extend(messages.lines("net.down", self.langs))
-        self.hal.display.show(lines)
-
-    def _net_watch(self):
-        """The `net` lamp and the home screen follow the broker connection (a failure is known
-        only once an attempt failed: last_error says why, in status and the heartbeat)."""
-        p = self.publisher
-        p.check_clock(self.now())
-        offline = not p.connected() and p.last_error() is not None
-        if offline != self.offline:
-            self.offline = offline
-            self.hal.indicator.set("net", not offline)
-            if not self.screen_until:
-                self._home_screen()
-
-    def _home_screen(self):
-        """What stays on the display between messages: the home counter's state, its rating
-        prompt while a window is open, else the last call, else the welcome."""
-        c = self.hall.counter(self.home)
-        pad = self.pads[self.home]
-        if c.state == "paused":
-            self._show(messages.lines("paused", self.langs, c.reason), "P", 0)
-        elif c.state == "closed":
-            self._show(messages.lines("closed", self.langs), "----", 0)
-        elif pad.stage == SCORE:
-            self._show(messages.lines("rate", self.langs, pad.ticket), pad.ticket, 0)
-        elif pad.stage == REASON:
-            lines = messages.lines("reason", self.langs)
-            # each reason is labelled with the button that picks it (rate5 = the first reason)
-            lines.append(" ".join("[%d]%s" % (5 - i, messages.hall_text("reason.%d" % i, code)[0])
-                                  for i, code in enumerate(self.cfg["rating"]["codes"])))
-            self._show(lines, pad.ticket, 0)
-        elif self.call:
-            self._show(list(self.call[0]), self.call[1], 0)
-        else:
-            self._show(messages.lines("welcome", self.langs), "", 0)
 
     # ---- background work -------------------------------------------------------
     async def timers(self):
@@ -553,16 +558,18 @@ class App:
                         self._submit_rating(pad, res[1])
                     else:
                         self._expire(pad)
-                        self._home_screen()
+                        screens.home(self)
                 if self.screen_until and ticks_diff(now_ms, self.screen_until) >= 0:
                     self.screen_until = 0
                     self.hal.indicator.set("thanks", False)
-                    self._home_screen()
+                    screens.home(self)
                 if not self.printing and self.new_day_if_due():
-                    self._home_screen()
-                self._net_watch()
+                    screens.home(self)
+                screens.net_watch(self)
                 if self.trial is not None:
                     self._check_trial()
+                if self.role is not None:
+                    self.role.tick(now_ms)
                 if ticks_diff(now_ms, last_hb) >= self.cfg["heartbeat_s"] * 1000:
                     last_hb = now_ms
                     from firmware import report
@@ -600,6 +607,8 @@ class App:
             try:
                 name = await self.hal.buttons.next_press()
                 result = await self.press(name)
+            except MemoryError:     # not even the press could start: say so, not "internal"
+                result = _NO_MEMORY
             except Exception as e:  # a bug (or no heap even for an answer) must not stop the keys
                 self.fault_seen("buttons", e)
                 result = {"ok": False, "error": "internal"}
@@ -718,6 +727,8 @@ class App:
         asyncio.create_task(self.buttons())
         if self.late_reply:
             asyncio.create_task(self._answer_late())
+        if self.role is not None:
+            asyncio.create_task(self.role.run())
         while True:     # publishing may fail (low memory, a bug): the terminal keeps serving
             try:
                 await self.publisher.run()

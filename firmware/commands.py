@@ -44,6 +44,10 @@ SCHEMA = {
     "counter.close": "counter",
     "counter.transfer": "counter to_service? to_counter?",
     "ticket.requeue": "ticket counter?",
+    "ticket.park": "counter",
+    "ticket.unpark": "counter ticket",
+    "ticket.call": "counter ticket",
+    "ticket.walkin": "counter service",
     "ticket.appointment": "service appt print:bool?",
     "staff.signin": "counter staff",
     "staff.signout": "counter",
@@ -488,12 +492,15 @@ async def _run(app, op, args, cid):
             raise Rejected(r.get("refused") or "refused", r.get("error", ""))
         return r
     action = {"counter.pause": "pause", "counter.resume": "resume", "counter.close": "close",
-              "counter.transfer": "transfer", "ticket.requeue": "requeue",
+              "counter.transfer": "transfer", "ticket.requeue": "requeue", "ticket.park": "park",
+              "ticket.unpark": "unpark", "ticket.call": "call", "ticket.walkin": "walkin",
               "staff.signin": "signin", "staff.signout": "signout"}[op]
     if action == "pause":
         args = dict(args)
         args.setdefault("reason", "backend")
-    r = app.staff_key(args.get("counter") or app.home, action, args)
+    cid = args.get("counter") or app.home
+    # a counter device asks its kiosk; the kiosk (or `all`) is the queue and decides here
+    r = await app.staff(cid, action, args) if app.cfg.get("role") == "counter" else app.staff_key(cid, action, args)
     if not r.get("ok"):
         raise Rejected(r.get("refused") or "refused", r.get("detail") or r.get("error", ""))
     return r
@@ -515,7 +522,7 @@ def _config_set(app, patch, cid):
     and validates it in a fresh heap (firmware/config.py apply_pending), then announces
     config.applied or command.rejected and answers this command. A serving terminal has no
     room for a second copy of the config plus the validator."""
-    for k in ("key", "site", "device", "role", "version"):
+    for k in ("key", "site", "device", "role", "version", "hall_key", "link"):
         if k in patch:
             raise Rejected("not_allowed", k + " is set by provisioning only")
     from firmware.config_keys import KEYS

@@ -7,7 +7,7 @@ keys without guessing. Runs under CPython and MicroPython.
 from firmware.config_keys import KEYS as _KEYS
 
 
-ROLES = ("all",)  # 'kiosk' / 'counter' split is planned; refused clearly until then
+ROLES = ("all", "kiosk", "counter", "screen")  # one device does all, or a hall of devices
 DEFAULT_REASONS = (
     ("attitude", "态度不好", "Unfriendly staff"),
     ("wait", "等待太久", "Waited too long"),
@@ -150,7 +150,7 @@ def validate(cfg):
             c.err(key, "use 1-32 letters, digits, '-' or '_' (it becomes an MQTT topic level)")
     role = cfg.get("role", "all")
     if role not in ROLES:
-        c.err("role", "expected one of %s, got %r (kiosk/counter split not supported by this firmware)" % ("/".join(ROLES), role))
+        c.err("role", "expected one of %s, got %r" % ("/".join(ROLES), role))
     key = c.typed(cfg, "key", "", "text")
     if key is not None and (not _is_hex(key) or len(key) < 32 or len(key) > 128):
         c.err("key", "expected the device key as 32-128 hex digits (16-64 bytes)")
@@ -169,6 +169,8 @@ def validate(cfg):
     codes = _check_services(c, cfg, langs)
     _check_counters(c, cfg, langs, codes)
     _check_sections(c, cfg, langs)
+    if role in ROLES:
+        _check_role(c, cfg, role)
     if not c.errors:
         need = ram_needed(cfg)
         if need > RAM_FOR_HALL:
@@ -275,6 +277,49 @@ def _check_counters(c, cfg, langs, codes):
         if "staff" in k and k["staff"] is not None:
             if c.typed(k, "staff", p, "text") is not None and not _signed_text(k["staff"]):
                 c.err(p + "staff", "expected printable text of at most 64 characters (it goes into signed events)")
+
+
+def _check_role(c, cfg, role):
+    """What a hall's devices need (firmware/hallnet.py): the kiosk holds the hall key and says
+    which device acts for each counter; a counter holds only its own request key; a screen
+    names the kiosk it follows. No device but the kiosk may hold the hall key."""
+    if role == "kiosk":
+        k = c.typed(cfg, "hall_key", "", "text")
+        if k is not None and (not _is_hex(k) or len(k) != 64):
+            c.err("hall_key", "expected 64 hex digits (32 bytes): counters' request keys derive from it")
+        seen = []
+        for i, ctr in enumerate(cfg.get("counters") or ()):
+            if isinstance(ctr, dict):
+                d = c.typed(ctr, "device", "counters[%d]." % i, "text")
+                if d is not None and (len(d) > 32 or not _topic_safe(d) or d == cfg.get("device") or d in seen):
+                    c.err("counters[%d].device" % i, "expected the counter device's own name (1-32 letters, "
+                          "digits, - or _), not the kiosk's and not another counter's")
+                seen.append(d)
+    elif "hall_key" in cfg:
+        c.err("hall_key", "only the kiosk holds the hall key (a counter holds its own request key)")
+    if role == "counter" or role == "screen":
+        ln = c.typed(cfg, "link", "", "object")
+        if ln is None:
+            return
+        c.known(ln, "link", "link.")
+        kiosk = c.typed(ln, "kiosk", "link.", "text")
+        if kiosk is not None and (len(kiosk) > 32 or not _topic_safe(kiosk) or kiosk == cfg.get("device")):
+            c.err("link.kiosk", "expected the kiosk's device name (1-32 letters, digits, - or _)")
+        if role == "counter":
+            cid = c.typed(ln, "counter", "link.", "text")
+            ids = [k.get("id") for k in cfg.get("counters") or () if isinstance(k, dict)]
+            if cid is not None and cid not in ids:
+                c.err("link.counter", "unknown counter id %r (expected one of counters[].id)" % cid)
+            k = c.typed(ln, "request_key", "link.", "text")
+            if k is not None and (not _is_hex(k) or len(k) != 64):
+                c.err("link.request_key", "expected 64 hex digits (tools/qterm hall-key derives it)")
+        else:
+            c.int_range(ln, "calls", "link.", 1, 10)
+            for k in ("counter", "request_key"):
+                if k in ln:
+                    c.err("link." + k, "a screen acts for no counter")
+    elif "link" in cfg:
+        c.err("link", "only a counter or a screen links to a kiosk")
 
 
 def _check_sections(c, cfg, langs):

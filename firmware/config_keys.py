@@ -6,9 +6,10 @@ refuses an unknown key at once instead of after the restart that validates the r
 KEYS = {
     "": ("version", "site", "device", "role", "key", "hall", "languages", "tz_offset_min",
          "day_reset_hour", "heartbeat_s", "voice", "services", "counters", "queue", "rating",
-         "printer", "broker", "outbox", "commands", "wifi", "board", "ntp"),
+         "printer", "broker", "outbox", "commands", "wifi", "board", "ntp", "hall_key", "link"),
     "service": ("code", "prefix", "name", "hours", "daily_limit", "target_min", "avg_service_s"),
-    "counter": ("id", "name", "services", "staff"),
+    "counter": ("id", "name", "services", "staff", "device"),
+    "link": ("kiosk", "counter", "request_key", "calls"),
     "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep", "next_guard_s"),
     "rating": ("window_s", "reason_window_s", "reasons"),
     "printer": ("cols", "notice", "qr_prefix", "settle_ms"),

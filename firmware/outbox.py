@@ -91,6 +91,8 @@ class OutboxFull(Exception):
 
 
 class Outbox:
+    Full = OutboxFull   # raised by firmware/outbox_repair.py too, which imports nothing of this
+
     def __init__(self, root, max_bytes=262144, segment_bytes=16384):
         self.root = root.rstrip("/")
         self.max_bytes = max_bytes
@@ -223,7 +225,7 @@ class Outbox:
                     f.seek(off)
                     size = 0
                     while off < seg[_SIZE] and len(run) < _RUN and size < _RUN_BYTES:
-                        h = _head(f, self._hdr)     # (prio, length, seq, crc) or None
+                        h = self.head(f)     # (prio, length, seq, crc) or None
                         if h is None:
                             break
                         payload = f.read(h[1])
@@ -310,6 +312,10 @@ class Outbox:
             total += seg[_SIZE]
         return total
 
+    def head(self, f):
+        """The next record header in f: (prio, length, seq, crc) or None."""
+        return _head(f, self._hdr)
+
     # -- the rarely needed code --------------------------------------------
 
     def _fix(self, what, *args):
@@ -341,7 +347,7 @@ class Outbox:
             with open(self._path(seg[_NO]), "rb") as f:
                 while off < seg[_SIZE]:
                     f.seek(off)
-                    h = _head(f, self._hdr)
+                    h = self.head(f)
                     if h is None:
                         break
                     if h[2] > after:

@@ -15,7 +15,6 @@ import binascii
 import os
 import struct
 
-from firmware.outbox import OutboxFull, _head
 
 try:
     from micropython import const
@@ -226,7 +225,7 @@ def _scan(box, no, prev):
     note = None
     with open(path, "rb") as f:
         while off < size:
-            h = _head(f, box._hdr)
+            h = box.head(f)
             if h is None:
                 note = "torn tail" if size - off < _HDR_LEN else "bad header"
                 break
@@ -285,7 +284,7 @@ def rewrite(box, group, drop0, min_seq):
                 with open(box._path(src[_NO]), "rb") as f:
                     while off < src[_SIZE]:
                         f.seek(off)
-                        h = _head(f, box._hdr)
+                        h = box.head(f)
                         if h is None:
                             raise _Bad("bad header in %s at %d" % (_name(src[_NO]), off))
                         prio, n, seq, crc = h
@@ -366,7 +365,7 @@ def make_room(box, need):
     i = 0
     while box.bytes_used() + need > box.max_bytes:
         if i >= len(segs) - 1:
-            raise OutboxFull(box.pending())
+            raise box.Full(box.pending())
         if segs[i][_B0] == 0:
             i += 1
             continue
@@ -385,7 +384,7 @@ def make_room(box, need):
             rewrite(box, segs[start:end + 1], True, 0)
         except (OSError, _Bad) as e:
             box._problem("compaction failed: %r" % (e,))
-            raise OutboxFull(box.pending(), e)
+            raise box.Full(box.pending(), e)
         del segs[start + 1:end + 1]
         if segs[start][_COUNT] == 0:
             del segs[start]

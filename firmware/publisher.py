@@ -50,7 +50,8 @@ class Publisher:
             keepalive=b["keepalive"], user=b.get("user"), password=b.get("password"),
             ssl_context=ctx, server_hostname=name,
             will=(self.base + "status", offline.encode(), True, 1),
-            clean_session=False, window=_WINDOW, subs=((self.base + "cmd", 1),), rx_size=_RX_BYTES,
+            clean_session=False, window=_WINDOW, subs=((self.base + "cmd", 1),) + (app.role.subs() if app.role else ()),
+            rx_size=_RX_BYTES,
             on_message=self._on_message, on_ack=self._on_ack, on_state=self.wake)
         self.inflight = {}   # packet id -> seq
         self.sent = app.outbox.acked()
@@ -116,13 +117,22 @@ class Publisher:
     def _on_message(self, topic, payload):
         if topic == self.base + "cmd":
             self.app.command(payload)
+        elif self.app.role is not None:     # the hall protocol (firmware/role_*.py)
+            self.app.role.message(topic, payload)
 
     async def reply(self, obj):
+        await self.send(self.base + "cmd/reply", json.dumps(obj).encode(), 1)
+
+    async def send(self, topic, payload, qos=0):
+        """A message that is not an event (a reply, a hall request or answer): sent if the
+        broker is there now, else dropped - its sender asks again if it still wants it."""
         if self.client.connected:
             try:
-                await self.client.publish(self.base + "cmd/reply", json.dumps(obj).encode(), qos=1)
+                await self.client.publish(topic, payload, qos=qos)
+                return True
             except OSError:
                 pass
+        return False
 
     async def run(self):
         self.client.enabled = self.app.hal.net.up() and not self.tls_error
@@ -143,9 +153,8 @@ class Publisher:
             try:
                 if self.online != self.client.connects:  # (re)connected: announce presence first
                     self.online = self.client.connects
-                    from firmware.app import FIRMWARE  # loaded already: a lookup, not a load
                     online = {"state": "online", "dev": self.app.cfg["device"], "boot": self.app.boot_no,
-                              "fw": FIRMWARE, "ts": self.app.now()}
+                              "fw": self.app.FW, "ts": self.app.now()}
                     await self.client.publish(self.base + "status", json.dumps(online).encode(), qos=1,
                                               retain=True)
                     online = None

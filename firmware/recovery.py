@@ -93,8 +93,9 @@ def recover(app):
     now = app.now()
     now_ms = app.hal.clock.ticks_ms()
     for c in app.hall.counters:
-        if c.rating:
-            app.pads[c.id].open(c.rating, now_ms, now)
+        pad = app.pads.get(c.id)    # (a kiosk keeps windows its counters' pads hold: none here)
+        if c.rating and pad is not None:
+            pad.open(c.rating, now_ms, now)
     pending = _read_json(root + "/rating.pending")
     if pending:
         pad = app.pads.get(pending.get("counter"))

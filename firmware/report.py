@@ -4,8 +4,9 @@ import gc
 
 
 def status(app):
-    s = app.hall.summary()
     cfg = app.cfg
+    # a counter's or screen's own hall is only names and days: the kiosk's queue is in "hall"
+    s = app.hall.summary() if cfg["role"] in ("all", "kiosk") else {"day": app.hall.day}
     s["role"] = cfg["role"]
     s["device"] = cfg["device"]
     s["boot"] = app.boot_no
@@ -22,6 +23,8 @@ def status(app):
     s["fault"] = app.fault
     s["rating"] = dict((cid, ("idle", "score", "reason")[p.stage]) for cid, p in app.pads.items())
     s["stats"] = dict(app.stats)
+    if app.role is not None:
+        s["hall"] = app.role.status()
     gc.collect()
     s["heap"] = {"free": gc.mem_free(), "alloc": gc.mem_alloc()}
     return s

@@ -1,6 +1,6 @@
 """Indicator lamps and buzzer."""
 
-WHAT = ("rate", "thanks", "error", "paper", "net")
+WHAT = ("rate", "thanks", "error", "paper", "net", "link")
 
 
 class Indicator:
@@ -8,7 +8,8 @@ class Indicator:
         """Light (on=True) or darken one lamp.
 
         what: "rate" (rating pad lit, waiting for a score), "thanks", "error",
-        "paper" (paper low/out), "net" (network up). A lamp the board lacks is
+        "paper" (paper low/out), "net" (network up), "link" (a counter:
+        the kiosk answers). A lamp the board lacks is
         silently ignored.
         """
         raise NotImplementedError

@@ -2,6 +2,7 @@
 
   python -m sim.console --port 7700            interactive
   python -m sim.console --port 7700 't A, next, finish, r 5'   one-shot, ',' between commands
+  python -m sim.console --hall DIR/hall.json   a hall started by sim/hall: 'kiosk: t A', '1: next'
 """
 import argparse
 import json
@@ -18,6 +19,16 @@ HELP = """commands (add @N to act on counter N, e.g. 'next @2'):
   display | status                                      paper ok|near_end|out|offline
   net up|down     clock +SECONDS                        raw {json}       any control request
   help | quit"""
+
+HALL_HELP = """
+a hall (--hall): prefix a command with its device, e.g. 'kiosk: t A', '1: next', '2: finish',
+  'screen: display' (a counter by its id or device name, or kiosk / screen)
+  use 1|2|..|kiosk|screen   the current device (shown in the prompt)
+  without a prefix: t / tp go to the kiosk, staff keys and r to the current counter,
+  the rest to the current device          devices   list the hall's devices"""
+
+_COUNTER_CMDS = ("next", "recall", "skip", "finish", "pause", "r", "transfer", "requeue",
+                 "close", "resume", "signin", "signout")
 
 
 class Link:
@@ -87,8 +98,23 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Drive a running qterm simulator through its control port.")
     ap.add_argument("--port", type=int, default=7700, help="control port (default 7700)")
     ap.add_argument("--broker", default=None, help="shown in the banner only")
+    ap.add_argument("--hall", metavar="HALL_JSON", default=None,
+                    help="drive every device of a hall started by sim/hall (its DIR/hall.json) instead of one port")
     ap.add_argument("command", nargs="*", help="one-shot commands separated by \",\", e.g. \"t A, next, finish, r 5\"")
     a = ap.parse_args(argv)
+    if a.hall:
+        try:
+            hall = Hall(a.hall)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print("cannot read the hall file %s (%s)" % (a.hall, e), file=sys.stderr)
+            return 2
+        if a.command:
+            return hall.oneshot(a.command)
+        try:
+            return hall.interactive()
+        except KeyboardInterrupt:
+            print()
+            return 0
     try:
         link = Link(a.port)
     except OSError as e:
@@ -158,6 +184,134 @@ def _oneshot(link, words):
         replies.append(link.ask(req))
         print(json.dumps(replies[-1], ensure_ascii=False))
     return 0 if all(r.get("ok") for r in replies) else 1
+
+
+class Hall:
+    """The console for a hall (sim/hall's hall.json): one control link per device, opened when
+    first used, so a device that is down (power cut in a test) does not stop the others."""
+
+    def __init__(self, path):
+        with open(path, encoding="utf-8") as f:
+            h = json.load(f)
+        self.broker = h.get("broker")
+        self.ports = {"kiosk": h["kiosk"]["control"], "screen": h["screen"]["control"]}
+        self.alias = {h["kiosk"]["device"]: "kiosk", h["screen"]["device"]: "screen"}
+        self.ids = []
+        for c in h["counters"]:
+            self.ports[c["id"]] = c["control"]
+            self.alias[c["device"]] = c["id"]
+            self.ids.append(c["id"])
+        self.current = self.ids[0]      # the device 'use' chose
+        self.counter = self.ids[0]      # the counter that staff keys and ratings go to
+        self.links = {}
+
+    def target(self, name):
+        """'kiosk', 'screen' or a counter id for a name the person typed, else None."""
+        name = self.alias.get(name, name)
+        return name if name in self.ports else None
+
+    def route(self, line):
+        """(target, request) for one command line; (None, None) is help, (None, text) a local reply."""
+        head, colon, rest = line.partition(":")
+        words = line.split()
+        where = None
+        name = head.strip()
+        if colon and name and len(name.split()) == 1:     # 'kiosk: t A' (raw JSON has a space first)
+            where, words = self.target(name), rest.split()
+            if where is None:
+                raise ValueError("no device %r in this hall (%s)" % (name, ", ".join(self._names())))
+        if not words:
+            raise ValueError("a command after %r" % (head + ":"))
+        if words[-1].startswith("@") and where is None:   # 'next @2': counter 2's own device
+            where = self.target(words.pop()[1:])
+            if where is None:
+                raise ValueError("no such counter")
+        cmd = words[0]
+        if cmd == "use":
+            t = self.target(words[1]) if len(words) == 2 else None
+            if t is None:
+                raise ValueError("use one of %s" % ", ".join(self._names()))
+            self.current = t
+            if t in self.ids:
+                self.counter = t
+            return None, "current device: %s" % t
+        if cmd == "devices":
+            return None, "  ".join("%s=127.0.0.1:%d" % (n, self.ports[n]) for n in self._names())
+        if where is None:
+            if cmd in ("t", "tp"):
+                where = "kiosk"
+            elif cmd in _COUNTER_CMDS:
+                where = self.counter
+            else:
+                where = self.current
+        req = parse(words)
+        return (where, req) if req is not None else (None, None)
+
+    def _names(self):
+        return ["kiosk"] + self.ids + ["screen"]
+
+    def ask(self, where, req, wait_s=20):
+        """The device's reply; after a dropped connection (the device restarted) it reconnects for
+        up to wait_s and raises ConnectionError: the request may or may not have been applied."""
+        link = self.links.get(where)
+        if link is None:
+            try:
+                link = self.links[where] = Link(self.ports[where])
+            except OSError as e:    # down (a power cut in a test): the other devices still answer
+                raise ConnectionError("%s does not answer on 127.0.0.1:%d (%s)" % (where, self.ports[where], e))
+        try:
+            return link.ask(req)
+        except (OSError, ValueError) as e:
+            self.links.pop(where, None)
+            back = _reconnect(self.ports[where], wait_s)
+            if back is not None:
+                self.links[where] = back
+                raise ConnectionError("%s restarted; the request got no answer - check with '%s: status' "
+                                      "before repeating it" % (where, where))
+            raise ConnectionError("%s stopped answering on 127.0.0.1:%d (%s)" % (where, self.ports[where], e))
+
+    def do(self, line):
+        """Run one command line; (printable text, ok)."""
+        try:
+            where, req = self.route(line)
+        except (IndexError, ValueError) as e:
+            return "? %s - type 'help'" % (e or "incomplete command"), False
+        if where is None:
+            return (req, True) if req else (HELP + HALL_HELP, None)
+        try:
+            reply = self.ask(where, req)
+        except ConnectionError as e:
+            return "! %s" % e, False
+        return "%s: %s" % (where, json.dumps(reply, ensure_ascii=False)), bool(reply.get("ok"))
+
+    def interactive(self):
+        print("qterm hall console - devices %s - 'help' lists commands%s" % (
+            ", ".join(self._names()), " - broker %s" % self.broker if self.broker else ""))
+        while True:
+            try:
+                line = input("qterm %s> " % self.current).strip()
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return 0
+            if not line:
+                continue
+            if line in ("quit", "exit"):
+                return 0
+            print("  " + self.do(line)[0])
+
+    def oneshot(self, words):
+        """Commands separated by ',' (e.g. 'kiosk: t A, 1: next'); exit 0 only if all succeed."""
+        ok = True
+        for part in " ".join(words).split(","):
+            if not part.strip():
+                continue
+            text, good = self.do(part.strip())
+            if good is None:
+                print(text)
+                return 2
+            print(text)
+            ok = ok and good
+        return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -130,7 +130,18 @@ class Control:
             return {"ok": True, "lines": hal.lines, "indicator": hal.state, "voice": hal.said[-3:]}
         if op == "staff":
             # counter keypad functions beyond the five keys (numeric entry on a real 呼叫器)
-            return app.staff_key(req.get("counter") or app.home, req["action"], req)
+            return await app.staff(req.get("counter") or app.home, req["action"], req)
+        if op == "keys":
+            # the counter's 4x4 keypad (呼叫器): each character is one key, e.g. "*3 12#"
+            keys = req["keys"]
+            if app.role is None or not hasattr(app.role, "key") or not isinstance(keys, str):
+                return {"ok": False, "error": "keys: a string, for a counter device"}
+            r = {"ok": True}
+            for ch in keys.replace(" ", "")[:32]:   # up to the first key that does something
+                r = await app.role.key(ch)
+                if "typing" not in r:
+                    break
+            return r
         if op == "net":
             up = req["up"]
             if not isinstance(up, bool):

@@ -155,6 +155,11 @@ class SimHal:
         self.state = {}        # lamps
         self.beeps = 0
         self.said = []         # voice: the last few announcements
+        self.voice_ms_per_byte = 130   # speech pace of the SYN6288 double (0 = instant)
+        self._state_dir = state_dir
+        self._mute = False     # True: a build without the SYN6288 driver
+        self._t0 = 0           # when the last announcement started (clock ticks) ...
+        self._dur = -1         # ... and how many ms the double speaks it; -1: none
         self.root = data_root  # storage
         self.is_up = True      # network link (the 'net' control op)
 
@@ -175,9 +180,53 @@ class SimHal:
             self.said.pop(0)
         if self.echo:
             print("[voice] " + text)
+        if self._mute:
+            return
+        try:
+            self._speak(text)
+        except MemoryError:
+            # The device holds driver and encoder from boot; the simulator loads them into the
+            # heap it shares with the firmware. Its lack of heap must not fail the firmware's
+            # action: this announcement misses voice.log, the next one tries again.
+            pass
+
+    def _speak(self, text):
+        """Say text the device's way - firmware GB2312 encoder -> SYN6288 driver -> a UART double
+        (sim/voice.py) that decodes the frame into <state>/voice.log. All of it is loaded for
+        the announcement and let go after: kept, it would hold ~3.6 KiB of the heap the
+        firmware runs in (64-bit ROMFS), enough to refuse tickets on a busy day. busy() keeps
+        only when the double ends the speech."""
+        import sys
+        held = [m for m in _VOICE_MODULES if m in sys.modules]
+        try:
+            try:
+                from hal.esp32.syn6288 import Syn6288
+            except ImportError:     # a build without the driver: the voice is only self.said
+                self._mute = True
+                sys.stderr.write("qterm-sim: no hal/esp32/syn6288.py in this build; voice.log stays empty\n")
+                return
+            from firmware.gb2312 import Gb2312
+            from sim.voice import VoiceUart
+            with Gb2312(cache=1) as gb:
+                u = VoiceUart(self._state_dir + "/voice.log", gb.path, self.clock, self.voice_ms_per_byte)
+                Syn6288(u, gb.encode).say(text)
+            self._t0 = u.start
+            self._dur = u.dur
+        finally:
+            Syn6288 = Gb2312 = VoiceUart = gb = u = None
+            for m in _VOICE_MODULES:
+                if m not in held:     # the ticket code may hold gb2312: not ours to drop then
+                    sys.modules.pop(m, None)
+                    pkg, _, name = m.rpartition(".")
+                    try:
+                        delattr(sys.modules[pkg], name)
+                    except (AttributeError, KeyError):
+                        pass
+            import gc
+            gc.collect()
 
     def busy(self):
-        return False
+        return self._dur >= 0 and time.ticks_diff(self.clock.ticks_ms(), self._t0) < self._dur
 
     def free_bytes(self):
         st = os.statvfs(self.root)
@@ -192,6 +241,10 @@ class SimHal:
 
     def info(self):
         return {"ip": "127.0.0.1", "link": "sim", "up": self.is_up}
+
+
+# What SimHal._speak loads for an announcement and lets go after.
+_VOICE_MODULES = ("hal.esp32.syn6288", "hal.esp32", "hal.voice", "sim.voice", "firmware.gb2312")
 
 
 # One double per hal interface (tests/test_hal_conformance.py pairs them with the interfaces).

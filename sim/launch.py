@@ -32,7 +32,10 @@ IMAGE = os.path.join(BUILD, "qterm.romfs")
 VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
 
 # What goes into the image: the device's code and data, the hal interfaces, the doubles.
-_TREES = (("firmware", ("device",)), ("hal", ("esp32",)), ("sim", ("main.py", "launch.py", "console.py", "config.example.json", "run")))
+_TREES = (("firmware", ("device",)), ("hal", ()), ("sim", ("main.py", "launch.py", "console.py", "config.example.json", "run", "hall", "hall.py",
+                                         "hallconf.py")))
+# Of the ESP32 drivers only the SYN6288's runs in the simulator: its voice double is a UART (sim/voice.py).
+_ESP32_IN_SIM = ("__init__.py", "syn6288.py")
 
 
 def _sources():
@@ -42,6 +45,8 @@ def _sources():
             dirnames[:] = [d for d in dirnames if d != "__pycache__" and not (skip and d in skip)]
             for name in filenames:
                 if skip and name in skip:
+                    continue
+                if os.path.basename(dirpath) == "esp32" and name not in _ESP32_IN_SIM:
                     continue
                 if name.endswith((".py", ".bin", ".txt")):
                     yield os.path.join(dirpath, name)

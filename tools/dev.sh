@@ -2,6 +2,7 @@
 # qterm developer entry: install (idempotent), run the simulator for a person, or run the tests.
 #   sh tools/dev.sh install   - apt mosquitto if missing, .venv with pinned packages
 #   sh tools/dev.sh run       - install, start a local mosquitto + one simulated terminal + console
+#   sh tools/dev.sh run --hall N - the same with a hall (kiosk, N counters, screen: sim/hall)
 #   sh tools/dev.sh test [pytest args] - install, run the whole test suite
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,13 +82,43 @@ started() {
   exit 1
 }
 
+# wait_file FILE PID SECONDS: exit 0 once FILE exists, 3 when PID ended first, 4 on timeout.
+wait_file() {
+  .venv/bin/python - "$@" <<'PY'
+import os, sys, time
+path, pid, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + limit
+while not os.path.exists(path):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                sys.exit(3)
+    except OSError:
+        sys.exit(3)
+    if time.monotonic() > end:
+        sys.exit(4)
+    time.sleep(0.1)
+PY
+}
+
 run() {
+  hall=""
+  if [ "${1:-}" = "--hall" ]; then
+    case "${2:-}" in
+      [1-9]|[1-9][0-9]) hall=$2 ;;
+      *) echo "usage: sh tools/dev.sh run [--hall N]  (N counters, 1..99)" >&2; exit 2 ;;
+    esac
+  elif [ $# -gt 0 ]; then
+    echo "usage: sh tools/dev.sh run [--hall N]" >&2; exit 2
+  fi
   install
   PATH="/usr/sbin:$PATH"
   state=${QTERM_STATE:-$root/state}
   broker_port=${QTERM_BROKER_PORT:-$(free_port)}
   control_port=${QTERM_CONTROL_PORT:-7700}
-  for p in "$broker_port" "$control_port"; do
+  ports="$broker_port"
+  [ -n "$hall" ] || ports="$ports $control_port"   # a hall's devices take free ports of their own
+  for p in $ports; do
     if port_taken "$p"; then
       say "127.0.0.1:$p is already in use (a simulator or broker still running from another run?)."
       say "stop it, or choose other ports with QTERM_CONTROL_PORT / QTERM_BROKER_PORT"
@@ -105,6 +136,10 @@ run() {
   mosquitto -c "$state/mosquitto.conf" >"$state/mosquitto.log" 2>&1 &
   pids="$!"
   started mosquitto "$!" "$broker_port" 10 "$state/mosquitto.log"
+  if [ -n "$hall" ]; then
+    run_hall
+    return
+  fi
   say "starting the simulator (the first run builds the firmware image)"
   # Ctrl-C is for the console; this script stops the device. A background job ignores SIGINT,
   # but MicroPython installs its own handler over that, so the signal is blocked for it instead.
@@ -128,6 +163,37 @@ os.execv(sys.argv[1], sys.argv[1:])' \
   fi
 }
 
+# run_hall: the rest of `run --hall N` once the broker is up (sim/hall.py supervises the devices;
+# started in the background it ignores SIGINT, so Ctrl-C is the console's and the EXIT trap's
+# SIGTERM stops the hall and every device in it).
+run_hall() {
+  hdir="$state/hall"
+  say "starting a hall of $hall counters (the first run builds the firmware image)"
+  rm -f "$hdir/hall.json"   # one left by a hall killed outright would name dead ports
+  sim/hall --counters "$hall" --state "$hdir" --broker "127.0.0.1:$broker_port" --echo \
+           ${QTERM_CONFIG:+--config "$QTERM_CONFIG"} >"$state/hall.log" 2>&1 &
+  hpid=$!
+  pids="$pids $hpid"
+  rc=0
+  wait_file "$hdir/hall.json" "$hpid" 180 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    [ "$rc" -eq 3 ] && say "the hall did not come up; its output ($state/hall.log):" \
+                    || say "the hall was not up within 180 s; its output ($state/hall.log):"
+    tail -n 30 "$state/hall.log" >&2 || true
+    exit 1
+  fi
+  # Every device's display, voice and printer, marked with its name, follow in this terminal.
+  tail -n +1 -f --pid="$hpid" "$state/hall.log" &
+  pids="$pids $!"
+  say "broker 127.0.0.1:$broker_port  hall $hdir/hall.json  (devices and control ports: 'devices')"
+  say "watch events:  mosquitto_sub -h 127.0.0.1 -p $broker_port -v -t 'qterm/#'"
+  if [ -t 0 ]; then
+    .venv/bin/python -m sim.console --hall "$hdir/hall.json" --broker "127.0.0.1:$broker_port"
+  else
+    wait "$hpid"
+  fi
+}
+
 tests() {
   install
   PATH="/usr/sbin:$root/.venv/bin:$PATH"
@@ -142,7 +208,7 @@ tests() {
 
 case "${1:-}" in
   install) install ;;
-  run) run ;;
+  run) shift; run "$@" ;;
   test) shift; tests "$@" ;;
-  *) echo "usage: sh tools/dev.sh install|run|test [pytest args]" >&2; exit 2 ;;
+  *) echo "usage: sh tools/dev.sh install|run [--hall N]|test [pytest args]" >&2; exit 2 ;;
 esac

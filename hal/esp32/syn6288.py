@@ -7,7 +7,10 @@ all previous bytes. The module answers 0x41 (frame accepted), 0x45 (frame
 rejected), 0x4E (playing) and 0x4F (idle, also sent when speech ends).
 
 busy(): the BUSY pin if wired (high = playing, set busy_level for boards that
-invert it), else the 0x4F reply, else an estimate from the text length.
+invert it), else the 0x4F reply, else an estimate from the text length. Once the module
+has answered the frame, its 0x4F is awaited up to 4x the estimate: English (one byte a
+letter) runs far slower than 130 ms a byte, and a guess that ends early would let the next
+announcement cut this one short.
 
 Example:
     from machine import UART
@@ -15,7 +18,7 @@ Example:
     v = Syn6288(UART(1, baudrate=9600, tx=4, rx=36), encode=gb2312_encode)
     v.say("请A001号到3号窗口")
 """
-from time import ticks_add, ticks_diff, ticks_ms
+from time import ticks_diff, ticks_ms
 
 from hal.voice import Voice
 
@@ -29,10 +32,12 @@ _HEAD = const(0xFD)
 _CMD_SPEAK = const(0x01)
 _PARAM_GB2312 = const(0x00)    # no background music, GB2312 text
 _MAX_TEXT = const(200)
+_ACK_OK = const(0x41)
 _ACK_IDLE = const(0x4F)
 _ACK_PLAYING = const(0x4E)
 _MS_PER_BYTE = const(130)      # ~4 Chinese characters a second, 2 bytes each
 _MS_SLACK = const(600)
+_HEARD_FACTOR = const(4)        # the module answered: wait this much longer for its 0x4F
 
 
 def fit_gb2312(data, limit=_MAX_TEXT):
@@ -57,8 +62,10 @@ class Syn6288(Voice):
         self._fv = memoryview(self._frame)
         self._rx = bytearray(8)
         self._rxv = memoryview(self._rx)
-        self._until = ticks_ms()
+        self._since = ticks_ms()
+        self._est = 0
         self._speaking = False
+        self._heard = False
 
     def frame(self, text):
         """Build the synthesize frame for text; returns a view of its bytes."""
@@ -82,7 +89,9 @@ class Syn6288(Voice):
         self._drain()                       # an old 0x4F must not end this one
         self._uart.write(fr)
         self._speaking = True
-        self._until = ticks_add(ticks_ms(), _MS_SLACK + _MS_PER_BYTE * (len(fr) - 6))
+        self._heard = False
+        self._since = ticks_ms()
+        self._est = _MS_SLACK + _MS_PER_BYTE * (len(fr) - 6)
 
     def _drain(self):
         u = self._uart
@@ -97,12 +106,16 @@ class Syn6288(Voice):
                     self._speaking = False
                 elif b == _ACK_PLAYING:
                     self._speaking = True
+                if b == _ACK_OK or b == _ACK_PLAYING:
+                    self._heard = True
             k = u.any()
 
     def busy(self):
         if self._busy_pin is not None:
             return self._busy_pin.value() == self._busy_level
         self._drain()
-        if self._speaking and ticks_diff(self._until, ticks_ms()) <= 0:
-            self._speaking = False          # reply lost or no RX wire
+        if self._speaking:
+            limit = self._est * _HEARD_FACTOR if self._heard else self._est
+            if ticks_diff(ticks_ms(), self._since) >= limit:
+                self._speaking = False      # reply lost or no RX wire
         return self._speaking

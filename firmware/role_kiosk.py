@@ -1,0 +1,100 @@
+"""Role `kiosk`: the ticket dispenser and the hall's queue authority for counter devices.
+
+Requests come on `hall/req/<counter>` (firmware/hallnet.py), wait in a small fixed ring and
+are handled one at a time by one task, in arrival order: three counters pressing `next` at
+the same instant get three different tickets, because only this task decides.
+
+A request is applied once: its number `n` is carried in the events it causes ("req"), and the
+hall keeps each counter's last applied number (Counter.req, replayed at boot), so a request
+re-sent after a lost answer, or after this kiosk lost power, is answered, not applied again.
+Its answer is kept in RAM per counter; after a restart a repeat is answered from the state.
+Checking and answering is firmware/kiosk_answer.py, loaded while requests wait and released
+when none does (with the protocol and canonical-JSON code, ~3 KiB of heap a ticket needs more).
+"""
+import binascii
+
+import asyncio
+
+from firmware import release, screens
+
+_RING = 8           # requests waiting; more are dropped (counted): the counter re-sends
+
+
+class Kiosk:
+    def __init__(self, app, cfg):
+        self.app = app
+        # Request keys are derived per request (two HMACs): a key object per counter would
+        # hold ~250 bytes of heap each all day.
+        self.hall_key = binascii.unhexlify(cfg["hall_key"])
+        self.devices = {}   # counter id -> the device that acts for it
+        for c in cfg["counters"]:
+            self.devices[c["id"]] = c["device"]
+        self.req_topic = "qterm/v1/%s/%s/hall/req/" % (cfg["site"], cfg["device"])
+        self.ring = [None] * _RING
+        self.head = 0
+        self.n = 0
+        self.wake = asyncio.Event()
+        self.answers = {}   # counter id -> (n, answer bytes): a repeat gets the same answer
+        self.stats = {"requests": 0, "bad": 0, "dropped": 0, "late": 0, "repeats": 0}
+
+    def subs(self):
+        return ((self.req_topic + "+", 0),)
+
+    def message(self, topic, payload):
+        """Called by the MQTT client: queue, never handle here (it would hold the reader)."""
+        if not topic.startswith(self.req_topic) or payload is None:
+            return
+        if self.n >= _RING:
+            self.stats["dropped"] += 1
+            return
+        self.ring[(self.head + self.n) % _RING] = (topic[len(self.req_topic):], payload)
+        self.n += 1
+        self.wake.set()
+
+    async def run(self):
+        while True:
+            if not self.n:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            cid, raw = self.ring[self.head]
+            self.ring[self.head] = None
+            self.head = (self.head + 1) % _RING
+            self.n -= 1
+            out = None
+            try:
+                from firmware import kiosk_answer
+                out = kiosk_answer.handle(self, cid, raw)
+            except Exception as e:     # low memory or a bug: this request goes unanswered
+                self.app.fault_seen("hall request", e)
+            kiosk_answer = raw = None
+            if not self.n:
+                release("kiosk_answer", "hallnet")   # (canonical stays: events are signed with it)
+            if out is not None:
+                await self.app.publisher.send(self.req_topic[:-4] + "ans/" + cid, out)
+
+    def bind(self, data):
+        pass
+
+    def away(self):
+        return False
+
+    def rated(self):
+        pass
+
+    def home(self):
+        """The kiosk's display: the last call in the hall, else the welcome (never one counter's
+        pause: its counters are other devices)."""
+        from firmware import messages
+        app = self.app
+        if app.call:
+            screens.show(app, list(app.call[0]), app.call[1], 0)
+        else:
+            screens.show(app, messages.lines("welcome", app.langs), "", 0)
+        return True
+
+    def tick(self, now_ms):
+        pass
+
+    def status(self):
+        return dict(self.stats)
