@@ -65,13 +65,6 @@ class Hall:
             s.cleanup()
 
 
-@pytest.fixture
-def sub(broker):
-    s = Subscriber(broker.port, "qterm/#")
-    yield s
-    s.stop()
-
-
 def _hall(broker, request, **kw):
     h = Hall(broker, **kw)
     request.addfinalizer(h.cleanup)
