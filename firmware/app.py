@@ -428,7 +428,7 @@ class App:
         """What a rating names of the service it rates: the day here, or on a counter the
         kiosk's finished service (firmware/role_counter.py)."""
         data["day"] = self.hall.day
-        if self.role is not None:
+        if self.role is not None:   # (only `all` and a counter have pads: a counter's link)
             self.role.bind(data)
 
     def _submit_rating(self, pad, data):

@@ -73,14 +73,8 @@ class Kiosk:
             if out is not None:
                 await self.app.publisher.send(self.req_topic[:-4] + "ans/" + cid, out)
 
-    def bind(self, data):
-        pass
-
     def away(self):
         return False
-
-    def rated(self):
-        pass
 
     def home(self):
         """The kiosk's display: the last call in the hall, else the welcome (never one counter's

@@ -130,14 +130,8 @@ class Screen:
                 app.fault_seen("screen", e)
                 await asyncio.sleep_ms(1000)
 
-    def bind(self, data):
-        pass
-
     def away(self):
         return False
-
-    def rated(self):
-        pass
 
     def status(self):
         s = dict(self.stats)
