@@ -17,12 +17,12 @@ from firmware.publisher import Publisher
 FIRMWARE = "0.4.0"
 IDLE, REASON = 0, 2   # RatingPad stages (firmware/rating.py is not loaded by a kiosk or screen)
 SNAPSHOT_EVERY = 64
-_SHEET = 1024      # bytes of the ticket layout buffer (a ticket is ~650; more spills over)
-_KEEP_LAYOUT = 24576  # free heap after a ticket above which its layout code stays loaded
+_SHEET = const(1024)      # bytes of the ticket layout buffer (a ticket is ~650; more spills over)
+_KEEP_LAYOUT = const(24576)  # free heap after a ticket above which its layout code stays loaded
 _NO_MEMORY = {"ok": False, "refused": "memory"}  # the answer when even that could not be made
-_LOW_HEAP = 3072    # below this free heap, collect before making an event durable
-_MAX_COMMANDS = 8   # backend commands waiting (a ring), and at most _CMD_BYTES of them:
-_CMD_BYTES = 4096   # more are dropped and counted, so a flood can't eat RAM
+_LOW_HEAP = const(3072)    # below this free heap, collect before making an event durable
+_MAX_COMMANDS = const(8)   # backend commands waiting (a ring), and at most _CMD_BYTES of them:
+_CMD_BYTES = const(4096)   # more are dropped and counted, so a flood can't eat RAM
 
 
 class App:
@@ -74,6 +74,7 @@ class App:
         self.cmd_wake = None        # the command task's Event, once it runs
         self.cmd_mod = None         # firmware.commands while the command task holds it
         self.cmd_busy = False       # a command is being handled (its code cannot be shed)
+        self.pressing = 0           # presses being handled: the command code waits to load
         self.layout_mod = None      # firmware.ticket while it stays loaded (see _layout)
         self.trial = None           # (trial, uptime deadline): a broker change on trial
         self.offline = None         # the broker cannot be reached (display line, net lamp)
@@ -277,19 +278,23 @@ class App:
         code and is tried again a moment later, twice (a connect or a snapshot holds its
         RAM only briefly) - only while nothing of it has reached flash."""
         seq = self.stamper.seq
-        for pause in (30, 200, 0):
-            try:
-                return await self._press(name)
-            except MemoryError:
-                pass
-            try:   # (outside the except clause: its own allocations may fail as well)
-                self.shed()
-                gc.collect()
-                if not pause or self.stamper.seq != seq:
+        self.pressing += 1
+        try:
+            for pause in (30, 200, 0):
+                try:
+                    return await self._press(name)
+                except MemoryError:
+                    pass
+                try:   # (outside the except clause: its own allocations may fail as well)
+                    self.shed()
+                    gc.collect()
+                    if not pause or self.stamper.seq != seq:
+                        break
+                    await asyncio.sleep_ms(pause)
+                except MemoryError:
                     break
-                await asyncio.sleep_ms(pause)
-            except MemoryError:
-                break
+        finally:
+            self.pressing -= 1
         try:
             self.stats["refused"] += 1
             screens.show(self, messages.refusal("memory", self.langs), "----", 4)
@@ -301,14 +306,15 @@ class App:
         """Free code that is loaded again when needed: the backend-command code if no command
         is being handled, and (layout) the ticket layout code. True if something was freed."""
         freed = False
-        if self.cmd_mod is not None and not self.cmd_busy:
+        # (released even when not held: an import that failed half-way leaves its modules)
+        if not self.cmd_busy:
+            freed = self.cmd_mod is not None
             self.cmd_mod = None
             release("commands", "config", "store", "text", "texts", "report", "config_keys")
-            freed = True
-        if layout and self.layout_mod is not None:
+        if layout:
+            freed = freed or self.layout_mod is not None
             self.layout_mod = None
             release("ticket", "escpos", "gb2312")
-            freed = True
         return freed
 
     async def _press(self, name):
@@ -652,6 +658,10 @@ class App:
                 if self.cmd_n:
                     reply = {"id": None, "ok": False, "error": "internal"}  # if handling fails
                     try:
+                        while self.pressing and self.cmd_mod is None:
+                            # a citizen first: the command code would take the RAM a ticket
+                            # layout needs (the ring bounds what waits meanwhile)
+                            await asyncio.sleep_ms(20)
                         if self.cmd_mod is None:
                             gc.collect()
                             try:
@@ -672,13 +682,15 @@ class App:
                 else:
                     self.cmd_wake.clear()
                     if q and q[0]:  # a quiet period runs: look at its end every second
-                        try:
-                            await asyncio.wait_for_ms(self.cmd_wake.wait(), 1000)
-                        except asyncio.TimeoutError:
-                            if ticks_diff(self.hal.clock.ticks_ms(), q[1]) >= 0:
-                                from firmware import commands as cmds
-                                self.cmd_mod, cmds = cmds, None     # released next turn
-                                self.cmd_mod.quiet_over(self)
+                        # (polled: asyncio.wait_for would keep asyncio.funcs in RAM for good)
+                        for _ in range(10):
+                            await asyncio.sleep_ms(100)
+                            if self.cmd_n:
+                                break
+                        if not self.cmd_n and ticks_diff(self.hal.clock.ticks_ms(), q[1]) >= 0:
+                            from firmware import commands as cmds
+                            self.cmd_mod, cmds = cmds, None     # released next turn
+                            self.cmd_mod.quiet_over(self)
                     else:
                         await self.cmd_wake.wait()
             except Exception as e:  # low memory or a bug: answer, and carry on serving

@@ -159,8 +159,8 @@ def close(hall, cid):
     for si in c.services:
         waiting += len(hall.services[si].waiting)
     p = hall.parked
-    for i in range(len(p)):     # whom it parked comes back here
-        if p.counter(i) == c.idx:
+    for i in range(len(p)):     # whom it parked comes back here (layout: firmware/hall.py)
+        if p.buf[i * p.size + 9] == c.idx:
             waiting += 1
     if waiting:
         raise Refused("people_waiting", str(waiting))
@@ -221,8 +221,8 @@ def unpark(hall, cid, label):
     i = p.find(n, s.idx)
     if i < 0:
         raise Refused("not_parked", label)
-    served = hall.services[p.served_as(i)]
-    if p.counter(i) != c.idx and served.idx not in c.services:
+    served = hall.services[p.buf[i * p.size + 8]]
+    if p.buf[i * p.size + 9] != c.idx and served.idx not in c.services:
         raise Refused("other_service", served.code)
     return ("ticket.unparked", {"ticket": label, "n": n, "service": served.code, "origin": s.code,
                                 "kind": kind_name(p.flags(i)), "counter": c.id, "staff": c.staff,

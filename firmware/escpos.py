@@ -36,8 +36,11 @@ _GS = const(0x1D)
 _FS = const(0x1C)
 
 # Chinese line-breaking (禁则): these never start a line / never end one.
-_NO_START = tuple(ord(c) for c in "，。、；：？！）」』》〉”’…,.;:?!)%")
-_NO_END = tuple(ord(c) for c in "（「『《〈“‘(")
+# (code points, not `ord(c) for c in "..."`: iterating a str interns each character for good)
+_NO_START = (0xFF0C, 0x3002, 0x3001, 0xFF1B, 0xFF1A, 0xFF1F, 0xFF01, 0xFF09, 0x300D, 0x300F,  # ，。、；：？！）」』
+             0x300B, 0x3009, 0x201D, 0x2019, 0x2026,                                          # 》〉”’…
+             0x2C, 0x2E, 0x3B, 0x3A, 0x3F, 0x21, 0x29, 0x25)                                  # ,.;:?!)%
+_NO_END = (0xFF08, 0x300C, 0x300E, 0x300A, 0x3008, 0x201C, 0x2018, 0x28)                      # （「『《〈“‘(
 
 
 def display_width(text):

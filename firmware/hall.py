@@ -19,9 +19,14 @@ Parked tickets (挂起) wait in one ring for the hall, PARK_MAX of them; a new d
 Pure logic: runs under CPython and MicroPython.
 """
 from firmware import calendar
-from firmware.ticketring import TicketRing, ParkedRing, PRIORITY, APPOINTMENT, REQUEUED, TRANSFERRED
+from firmware.ticketring import TicketRing, PRIORITY, APPOINTMENT, REQUEUED, TRANSFERRED
 
 PARK_MAX = 8   # parked tickets a hall holds (a few citizens away at once; more is refused)
+# A parked ticket (挂起) is a ring entry of 16 bytes: the usual 8 - whose time field holds the
+# seconds the citizen waited before the first call, not an issue time - then the service it was
+# being served as (u8), the index of the counter that parked it (u8), 2 spare, and the seconds
+# already served (u32). Durations, not times: unparked, the ticket gets back its own wait and
+# service time, without the time away and whatever the clock did meanwhile.
 
 
 def event_facts(etype):
@@ -123,10 +128,11 @@ class Hall:
         for c in counters:
             self.by_id[c.id] = c
         self.skipped = TicketRing(skipped_keep)  # service byte = origin service
-        self.parked = ParkedRing(PARK_MAX)
+        self.parked = TicketRing(PARK_MAX, 16)
         self.next_guard = next_guard   # next_guard_s
         self.day = ""
         self.day_start = 0     # origin of the tickets' time offsets; moves with clock steps
+        self.rates = True      # rating windows are kept here (False on a kiosk: see hall_setup)
 
     # ---- lookups -------------------------------------------------------------
     def counter(self, cid):
@@ -326,7 +332,8 @@ class Hall:
             r[1] = d["service"]
             r[2] = d["staff"]
             r[3] = ts
-            c.rating = r
+            if self.rates:
+                c.rating = r
         elif what == "walkin":                 # ticket.walkin: a number made and called at once
             s = self.by_code[d["service"]]
             flags = kind_flags(d["kind"])
@@ -348,7 +355,17 @@ class Hall:
                 p = self.parked
                 if p.full():   # refused when deciding; a replay must still not fail
                     p.remove(0)
-                p.park(cur[1], cur[2], cur[3], max(0, cur[5] - cur[4]), cur[0], c.idx, max(0, off - cur[5]))
+                p.append(cur[1], cur[2], cur[3], max(0, cur[5] - cur[4]))
+                b = p.buf
+                o = (p.n - 1) * p.size + 8
+                v = max(0, off - cur[5])
+                b[o] = cur[0]
+                b[o + 1] = c.idx
+                b[o + 2] = b[o + 3] = 0
+                b[o + 4] = v & 0xFF
+                b[o + 5] = (v >> 8) & 0xFF
+                b[o + 6] = (v >> 16) & 0xFF
+                b[o + 7] = (v >> 24) & 0xFF
                 c.current = None
         elif what == "unparked":               # ticket.unparked
             p = self.parked
@@ -356,14 +373,16 @@ class Hall:
             if i >= 0:
                 off = self._offset(ts)
                 cur = c.cur
-                cur[0] = p.served_as(i)
+                b = p.buf
+                o = i * p.size + 8
+                cur[0] = b[o]
                 cur[1] = p.number(i)
                 cur[2] = p.flags(i)
                 cur[3] = p.service(i)
                 # called and issued move on by the time away: service.finished says the wait
                 # before the first call and the time spent at a counter, not the errand
-                cur[5] = max(0, off - p.served_s(i))
-                cur[4] = max(0, cur[5] - p.waited(i))
+                cur[5] = max(0, off - (b[o + 4] | b[o + 5] << 8 | b[o + 6] << 16 | b[o + 7] << 24))
+                cur[4] = max(0, cur[5] - p.issued(i))
                 cur[6] = 0
                 p.remove(i)
                 c.current = cur
@@ -445,8 +464,9 @@ class Hall:
         counters = {}
         for c in self.counters:
             counters[c.id] = {"state": c.state, "reason": c.reason, "staff": c.staff,
-                              "serving": self._ticket_fields(c, c.current)["ticket"] if c.current else None,
-                              "rating_open": c.rating[0] if c.rating else None}
+                              "serving": self._ticket_fields(c, c.current)["ticket"] if c.current else None}
+            if self.rates:
+                counters[c.id]["rating_open"] = c.rating[0] if c.rating else None
         p = self.parked
         parked = [self.services[p.service(i)].label(p.number(i)) for i in range(len(p))]
         return {"day": self.day, "waiting": waiting, "issued": issued, "counters": counters, "parked": parked}

@@ -22,8 +22,12 @@ def build(cfg):
     counters = []
     for i, k in enumerate(cfg["counters"]):
         counters.append(Counter(i, k["id"], [index[code] for code in k["services"]], k.get("staff")))
-    return Hall(services, counters, q["max_recalls"], q["priority_run"], q["skipped_keep"] if cap > 1 else 1,
-                q.get("next_guard_s", 3), cfg["tz_offset_min"], cfg["day_reset_hour"])
+    h = Hall(services, counters, q["max_recalls"], q["priority_run"], q["skipped_keep"] if cap > 1 else 1,
+             q.get("next_guard_s", 3), cfg["tz_offset_min"], cfg["day_reset_hour"])
+    # A kiosk has no rating pads: the counter devices open and close the windows, so a window
+    # it opened on service.finished would never see its rating and stay "open" in its state.
+    h.rates = cfg["role"] != "kiosk"
+    return h
 
 
 def _minutes(hhmm):

@@ -8,7 +8,7 @@ from firmware.hall import Refused
 from firmware.hmac256 import HMAC256
 
 REQ_MAX_AGE_S = 30
-_CLOCK_SET = 1704067200  # before 2024 the clock is unset and ages cannot be judged
+_CLOCK_SET = const(1704067200)  # before 2024 the clock is unset and ages cannot be judged
 _OPS = ("next", "recall", "skip", "finish", "pause", "resume", "close", "transfer", "requeue",
         "signin", "signout", "park", "unpark", "call", "walkin", "sync")
 

@@ -306,6 +306,8 @@ def files_words(b, e):
         what += " or client certificate %s / key %s" % (b["client_cert"], b.get("client_key"))
     if isinstance(e, OSError) and e.args and e.args[0] == 2:
         return "TLS: %s missing on the device" % what
+    if isinstance(e, MemoryError):
+        return "TLS: no memory to load %s now (tried again every 5 s)" % what
     return "TLS: %s unreadable (DER expected): %r" % (what, e)
 
 

@@ -201,11 +201,23 @@ class Publisher:
         """While the CA cannot be loaded, try again every 5 s: a technician who copies ca.der
         to the flash brings the terminal online without a restart."""
         b = self.broker
+        short = 0
         while self.tls_error:
             await asyncio.sleep_ms(5000)
+            # a CA takes a few KiB in one piece (its parse as well): idle code gives way first
+            self.app.shed()
             ctx, name, why = link("tls", b, self.app.root)
             if why:
                 self.tls_error = self.client.last_error = why
+                short = short + 1 if "no memory" in why else 0
+                if short >= 3:
+                    # A day's heap is many small holes: the boot loads the CA into a clean one.
+                    # A soft restart, as a config change is applied: state comes from flash,
+                    # after the waiting commands and never in the middle of a ticket.
+                    app = self.app
+                    while app.printing or app.cmd_n or app.pressing:
+                        await asyncio.sleep_ms(100)
+                    app.restart()
                 continue
             c = self.client
             c.conf = c.conf[:6] + (ctx, name) + c.conf[8:]

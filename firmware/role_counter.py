@@ -22,7 +22,7 @@ from firmware import hallnet, messages, release, screens
 from firmware.rating import IDLE
 
 _LINK = "/link.json"
-_BACKOFF_MAX_MS = 30000
+_BACKOFF_MAX_MS = const(30000)
 
 
 class CounterLink:

@@ -17,7 +17,7 @@ import asyncio
 
 from firmware import release, screens
 
-_RING = 8           # requests waiting; more are dropped (counted): the counter re-sends
+_RING = const(8)           # requests waiting; more are dropped (counted): the counter re-sends
 
 
 class Kiosk:

@@ -20,7 +20,7 @@ from firmware.announcer import Announcer
 
 FLASH_MS = 6000
 STALE_S = 120
-_CLOCK_SET = 1704067200
+_CLOCK_SET = const(1704067200)
 
 
 class Screen:

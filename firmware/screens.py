@@ -9,8 +9,8 @@ from time import ticks_add
 
 from firmware import messages
 
-_SCORE = 1      # RatingPad stages (firmware/rating.py)
-_REASON = 2
+_SCORE = const(1)      # RatingPad stages (firmware/rating.py)
+_REASON = const(2)
 
 
 def call_lines(langs, ticket, cid):

@@ -17,10 +17,10 @@ import os
 
 import asyncio
 
-_MIN_HEAP = 16 * 1024
-_MIN_FLASH = 32 * 1024
-_NET_MS = 10000
-_BROKER_S = 5
+_MIN_HEAP = const(16 * 1024)
+_MIN_FLASH = const(32 * 1024)
+_NET_MS = const(10000)
+_BROKER_S = const(5)
 
 
 def _say(obj):

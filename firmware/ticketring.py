@@ -6,7 +6,8 @@ extra: only tickets still waiting are held, up to the configured capacity.
 
 The changing operations (append, push_front, remove) allocate nothing: they run after an
 event is already durable, where a MemoryError would leave the state behind the flash.
-ParkedRing (挂起) keeps 8 more bytes an entry, for what a ticket taken off a counter must keep.
+A ring may have wider entries (size): the bytes after the first 8 are its owner's (the hall's
+parked ring, firmware/hall.py). No subclass for that: every method is heap on the device.
 """
 
 try:
@@ -15,7 +16,6 @@ except ImportError:  # CPython; not a def: even unused, its code would take RAM 
     const = int      # the constants here are ints, and int(x) is x
 
 _SIZE = const(8)
-_PARKED_SIZE = const(16)
 
 PRIORITY = const(1)
 APPOINTMENT = const(2)
@@ -48,18 +48,9 @@ class TicketRing:
         return self.buf[i * self.size + 3]
 
     def issued(self, i):
-        return self._u32(i * self.size + 4)
-
-    def _u32(self, o):
         b = self.buf
+        o = i * self.size + 4
         return b[o] | b[o + 1] << 8 | b[o + 2] << 16 | b[o + 3] << 24
-
-    def _set_u32(self, o, v):
-        b = self.buf
-        b[o] = v & 0xFF
-        b[o + 1] = (v >> 8) & 0xFF
-        b[o + 2] = (v >> 16) & 0xFF
-        b[o + 3] = (v >> 24) & 0xFF
 
     def _put(self, i, number, flags, service, offset_s):
         b = self.buf
@@ -68,7 +59,10 @@ class TicketRing:
         b[o + 1] = (number >> 8) & 0xFF
         b[o + 2] = flags
         b[o + 3] = service
-        self._set_u32(o + 4, offset_s)
+        b[o + 4] = offset_s & 0xFF
+        b[o + 5] = (offset_s >> 8) & 0xFF
+        b[o + 6] = (offset_s >> 16) & 0xFF
+        b[o + 7] = (offset_s >> 24) & 0xFF
 
     def _move(self, dst, src, count):
         """Copy count bytes inside buf (overlap-safe) without a temporary slice."""
@@ -135,37 +129,3 @@ class TicketRing:
         """A view of the used part (snapshots write it without a copy)."""
         return memoryview(self.buf)[:self.n * self.size]
 
-
-class ParkedRing(TicketRing):
-    """挂起: tickets taken off a counter while the citizen fetches a document, in parking order.
-
-    An entry is the ring's 8 bytes - whose time field holds the seconds the citizen waited
-    before the first call, not an issue time - then the service it was being served as (u8),
-    the index of the counter that parked it (u8), 2 spare, and the seconds already served
-    (u32). Durations rather than times: unparked, the ticket gets back its own wait and
-    service time, without the time away and whatever the clock did meanwhile.
-    """
-
-    def __init__(self, capacity):
-        super().__init__(capacity, _PARKED_SIZE)
-
-    def park(self, number, flags, origin, waited_s, served_as, counter, served_s):
-        self.append(number, flags, origin, waited_s)
-        o = (self.n - 1) * _PARKED_SIZE + 8
-        b = self.buf
-        b[o] = served_as
-        b[o + 1] = counter
-        b[o + 2] = b[o + 3] = 0
-        self._set_u32(o + 4, served_s)
-
-    def waited(self, i):
-        return self.issued(i)
-
-    def served_as(self, i):
-        return self.buf[i * _PARKED_SIZE + 8]
-
-    def counter(self, i):
-        return self.buf[i * _PARKED_SIZE + 9]
-
-    def served_s(self, i):
-        return self._u32(i * _PARKED_SIZE + 12)

@@ -8,7 +8,7 @@ import json
 
 import asyncio
 
-_MAX_LINE = 320    # a request and its newline (the longest real one is ~100 bytes): per connection
+_MAX_LINE = const(320)    # a request and its newline (the longest real one is ~100 bytes): per connection
 _PAPER = ("ok", "near_end", "out", "offline")
 
 
@@ -123,7 +123,7 @@ class Control:
                         raise
                 app.shed()
                 await asyncio.sleep_ms(pause)   # (a boot's replay or a connect holds RAM briefly)
-            release("report")
+            release("report", "text")
             s["ok"] = True
             return s
         if op == "display":
@@ -170,6 +170,14 @@ class Control:
                 hal.clock.set_time(t)
                 app.check_clock()
             return {"ok": True, "time": hal.clock.time()}
+        if op == "voice":
+            # the voice double's speech pace (ms per GB2312 byte; the SYN6288 speaks ~130):
+            # 0 lets a test hear a day's calls without waiting for each to be spoken
+            pace = req["ms_per_byte"]
+            if not isinstance(pace, int) or isinstance(pace, bool) or not 0 <= pace <= 1000:
+                return {"ok": False, "error": "ms_per_byte must be an integer 0..1000"}
+            hal.voice_ms_per_byte = pace
+            return {"ok": True, "ms_per_byte": pace}
         if op == "squeeze":
             # fault injection: hold heap until only `leave` bytes are free (null: give it back),
             # so tests see the device refuse clearly, not crash, when memory runs short

@@ -244,7 +244,7 @@ class SimHal:
 
 
 # What SimHal._speak loads for an announcement and lets go after.
-_VOICE_MODULES = ("hal.esp32.syn6288", "hal.esp32", "hal.voice", "sim.voice", "firmware.gb2312")
+_VOICE_MODULES = ("hal.esp32.syn6288", "hal.esp32", "hal.voice", "hal", "sim.voice", "firmware.gb2312")
 
 
 # One double per hal interface (tests/test_hal_conformance.py pairs them with the interfaces).

@@ -127,14 +127,26 @@ class Sim:
             time.sleep(0.05)
         return self.wait_drained()
 
-    def wait_drained(self, timeout=10):
+    def wait_drained(self, timeout=10, sub=None):
+        """Until every event is delivered to the broker; with sub, also until that subscriber
+        (a backend's mosquitto_sub) has written the last one: on a loaded host its copy comes
+        a moment after the broker acknowledged the device."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             s = self.status()
             if s["outbox"] == 0 and s["connected"]:
-                return s
+                break
             time.sleep(0.05)
-        raise AssertionError("outbox not drained: %r" % (self.status(),))
+        else:
+            raise AssertionError("outbox not drained: %r" % (self.status(),))
+        if sub is not None:
+            with open(self.config_path, encoding="utf-8") as f:
+                dev = json.load(f)["device"]
+            while not any(e["seq"] >= s["seq"] for e in events(sub, dev=dev)):
+                if time.time() > deadline + 10:
+                    raise AssertionError("event %d never reached the subscriber" % s["seq"])
+                time.sleep(0.05)
+        return s
 
     def reconnect(self, timeout=20):
         """Open the control port again after the device restarted itself (a config.set); the

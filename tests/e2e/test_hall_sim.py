@@ -6,12 +6,13 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
-from tests.e2e.harness import ROOT
+from tests.e2e.harness import ROOT, events
 from tests.test_run_command import processes_of, wait_gone
 from tools.verify import load_keystore
 
@@ -310,4 +311,110 @@ def test_a_hall_restarted_after_a_finished_service_boots(broker, state):
         except AssertionError as e:
             raise BootFailed(str(e))
     finally:
+        run.stop()
+
+
+def _said(state):
+    """What the call screen's voice double decoded, line by line: (SAY|BAD, text)."""
+    try:
+        with open(os.path.join(state, "screen", "state", "voice.log"), encoding="utf-8") as f:
+            return [tuple(ln.split("\t")[1:3]) for ln in f.read().splitlines()]
+    except OSError:
+        return []
+
+
+def _heard(state, hall, n):
+    scr = hall["screen"]["control"]
+    return until(lambda: len(_said(state)) >= n and _said(state), 20,
+                 lambda: "the screen said %r, expected %d phrases; its status %r, log:\n%s"
+                 % (_said(state), n, ask(scr, {"op": "status"}).get("hall"), log_tail(state, "screen")))
+
+
+def test_a_day_in_a_hall_survives_power_cuts_and_the_screen_says_each_call(broker, sub, state):
+    """Done-when of the hall issue, checked as a technician would: against sim/hall, devices
+    power-cut with SIGKILL and switched on again from hall.json's argv, the backend's view from
+    mosquitto_sub, and what the call screen said from its voice.log."""
+    run = HallRun(state, broker.port)
+    restarted = []
+
+    def power_on(dev):
+        log = open(os.path.join(state, dev["device"], "restart.log"), "ab")
+        p = subprocess.Popen(dev["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        restarted.append(p)
+        return wait_answers(dev["control"], p)
+
+    def power_cut(dev):
+        os.kill(dev["pid"], signal.SIGKILL)
+        until(lambda: not alive(dev["pid"]), 10, "%s outlived SIGKILL" % dev["device"])
+
+    try:
+        hall = run.wait_up()
+        wait_linked(hall, state)
+        kiosk, scr = hall["kiosk"], hall["screen"]["control"]
+        c1, c2 = hall["counters"]
+        press = lambda dev, b: ask(dev["control"], {"op": "press", "button": b})   # noqa: E731
+        assert ask(scr, {"op": "voice", "ms_per_byte": 0})["ok"]    # speech ends at once
+        assert ask(scr, {"op": "voice", "ms_per_byte": -1})["ok"] is False
+        for code in "AABB":
+            assert press(kiosk, "ticket:" + code)["ok"]
+        assert press(c1, "next")["ticket"] == "A001"
+        _heard(state, hall, 2)
+        assert press(c2, "next")["ticket"] == "B001"    # counter 2 serves B first
+        _heard(state, hall, 4)
+        assert press(c1, "recall")["ok"]
+        _heard(state, hall, 6)
+
+        # The kiosk loses power while both counters serve: a served citizen still rates.
+        power_cut(kiosk)
+        r = press(c1, "finish")
+        assert r["ok"], r
+        r = press(c1, "rate5")
+        assert r["ok"] and r["event"] == "rating.submitted", r
+        s = power_on(kiosk)
+        assert s["boot"] == 2 and s["waiting"] == {"A": 1, "B": 1}, s
+
+        # Counter 2 loses power mid-service: back on, it shows its citizen's number again.
+        power_cut(c2)
+        s = power_on(c2)
+        assert s["hall"]["serving"] == "B001", s
+        assert any("B001" in ln for ln in ask(c2["control"], {"op": "display"})["lines"])
+        wait_linked(hall, state)
+        until(lambda: not ask(c1["control"], {"op": "status"})["hall"]["pending_finish"], 30,
+              lambda: "counter 1's finish never reached the kiosk: %r" % ask(c1["control"], {"op": "status"}))
+        assert press(c2, "finish")["ok"] and press(c2, "rate4")["ok"]
+        assert press(c1, "next")["ticket"] == "A002"
+        _heard(state, hall, 8)
+        assert press(c2, "next")["ticket"] == "B002"
+        _heard(state, hall, 10)
+        for dev in [kiosk] + hall["counters"]:
+            until(lambda: wait_answers(dev["control"])["outbox"] == 0, 30, "%s never drained" % dev["device"])
+        time.sleep(1)
+
+        said = _said(state)
+        assert [k for k, _ in said] == ["SAY"] * 10, said
+        texts = [t for _, t in said]
+        want = [("A001", ""), ("B001", ""), ("A001", "again")] + [("A002", ""), ("B002", "")]
+        for i, (ticket, again) in enumerate(want):
+            zh, en = texts[2 * i], texts[2 * i + 1]
+            assert ("请%s号到" % ticket) in zh and zh.startswith("再次呼叫") == bool(again), texts
+            assert ("Number %s, please go to" % ticket) in en and en.startswith("Again:") == bool(again), texts
+
+        # The backend's view: each ticket called once, the finish of A001 applied once though
+        # it was pressed while the kiosk was dark, one rating each, every event verifies.
+        evts = [e for e in events(sub, dev="kiosk")]
+        called = [e["data"]["ticket"] for e in evts if e["type"] == "ticket.called"]
+        assert sorted(called) == ["A001", "A002", "B001", "B002"], called
+        fin = [e["data"]["ticket"] for e in evts if e["type"] == "service.finished"]
+        assert sorted(fin) == ["A001", "B001"], fin
+        rated = [e["data"]["ticket"] for name in ("ctr1", "ctr2") for e in events(sub, dev=name)
+                 if e["type"] == "rating.submitted"]
+        assert sorted(rated) == ["A001", "B001"], rated
+        r = subprocess.run([sys.executable, "-m", "tools.verify", "--keys", hall["keystore"], sub.path],
+                           capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    finally:
+        for p in restarted:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         run.stop()

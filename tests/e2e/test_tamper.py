@@ -133,7 +133,7 @@ def test_no_backend_command_can_create_change_or_delete_a_rating(sim, sub):
         r = command(sim, sub, KEY, op, args)
         assert r["error"] == reason
         tried.append((r["id"], reason))
-    sim.wait_drained()
+    sim.wait_drained(sub=sub)
 
     # every attempt is on the record: one command.rejected each, with its id and reason
     rejected = [(e["data"]["id"], e["data"]["reason"]) for e in events(sub, "command.rejected")]
@@ -177,7 +177,7 @@ def test_config_set_with_rating_looking_keys_is_rejected(sim, sub):
     assert events(sub, "config.applied") == []
     assert sim.status()["counters"]["1"]["rating_open"] == ticket
     assert sim.press("rate4")["event"] == "rating.submitted"
-    sim.wait_drained()
+    sim.wait_drained(sub=sub)
     assert [(e["data"]["ticket"], e["data"]["score"]) for e in events(sub, "rating.submitted")] == [(ticket, 4)]
 
 
@@ -205,7 +205,7 @@ def test_no_control_op_can_create_change_or_delete_a_rating(sim, sub):
     assert s["rating"]["1"] == "score" and s["counters"]["1"]["rating_open"] == ticket, s
 
     assert sim.press("rate4")["event"] == "rating.submitted"
-    sim.wait_drained()
+    sim.wait_drained(sub=sub)
     rated = [e["data"] for e in events(sub, "rating.submitted")]
     assert [(d["ticket"], d["score"], d["staff"]) for d in rated] == [(ticket, 4, "S001")], rated
     assert events(sub, "rating.expired") == []
@@ -224,7 +224,7 @@ def test_config_change_that_restarts_the_device_keeps_the_open_window(sim, sub):
     s = sim.status()
     assert s["boot"] == 2 and s["counters"]["1"]["rating_open"] == ticket, s
     assert sim.press("rate5")["event"] == "rating.submitted"
-    sim.wait_drained()
+    sim.wait_drained(sub=sub)
     assert [(e["data"]["ticket"], e["data"]["score"]) for e in events(sub, "rating.submitted")] == [(ticket, 5)]
 
 
@@ -237,7 +237,7 @@ def test_replayed_command_cannot_repeat_a_signin_around_a_rating(sim, sub):
     r = send_raw_command(sim, sub, cmd, cmd["id"])
     assert r["ok"] is False and r["error"] == "replayed"
     assert sim.press("rate5")["ok"]
-    sim.wait_drained()
+    sim.wait_drained(sub=sub)
     rated = [e["data"] for e in events(sub, "rating.submitted")]
     assert [(d["ticket"], d["staff"]) for d in rated] == [(ticket, "S555")]
 
@@ -388,5 +388,5 @@ def test_day_reset_command_cannot_drop_an_open_rating(sim, sub):
     sim.start()
     env = wait_event(sub, "rating.submitted", timeout=15)
     assert (env["data"]["ticket"], env["data"]["score"], env["data"]["reason"]) == (ticket, 2, "none")
-    sim.wait_drained()
+    sim.wait_drained(sub=sub)
     assert len(events(sub, "rating.submitted")) == 1 and events(sub, "rating.expired") == []

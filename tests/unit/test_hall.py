@@ -196,6 +196,25 @@ def test_finish_opens_rating_window_and_times():
     assert r.hall.counter("1").rating is None
 
 
+def test_a_kiosk_opens_no_rating_window_its_counters_own_them():
+    # the counter device opens and closes the window: the kiosk never hears the rating, and a
+    # window it kept would stay "open" in its retained state all day
+    kiosk = _cfg(role="kiosk", hall_key="11" * 32, counters=[
+        {"id": "1", "services": ["A", "B"], "staff": "S1", "device": "ctr1"},
+        {"id": "2", "services": ["B"], "staff": "S2", "device": "ctr2"}])
+    r = Rec(kiosk)
+    r.issue("A")
+    r.key("next")
+    r.key("finish")
+    assert r.hall.counter("1").rating is None
+    assert "rating_open" not in r.hall.summary()["counters"]["1"]
+    a = Rec()
+    a.issue("A")
+    a.key("next")
+    a.key("finish")
+    assert a.hall.summary()["counters"]["1"]["rating_open"] == "A001"
+
+
 def test_pause_resume_and_close_rules():
     r = Rec()
     r.do(desk.pause(r.hall, "1", "lunch"))

@@ -337,35 +337,48 @@ def test_a_snapshot_from_before_parking_is_still_read():
     with open(path, "wb") as f:
         f.write(old)
     twin = hall_setup.build(_cfg())
-    twin.parked.park(9, 0, 0, 1, 0, 0, 1)      # whatever was there before goes
+    twin.parked.append(9, 0, 0, 1)              # whatever was there before goes
     assert read_snapshot(twin, path)[0] == 7
     assert _state(twin) == _state(r.hall)
 
 
 def test_parking_allocates_nothing_once_decided():
     """The ring operations behind ticket.parked/unparked run after the event is durable."""
-    from firmware.ticketring import ParkedRing
-    p = ParkedRing(PARK_MAX)
+    r = Rec()
+    for _ in range(PARK_MAX + 1):
+        r.issue("A")
+    for _ in range(PARK_MAX - 1):
+        r.next()
+        r.do(desk.decide(r.hall, "1", "park", r.now, {}))
+    r.next()       # A008 at the counter
+    h = r.hall
+    # apply() allocates only before its first change (the event's word); the ring operations
+    # behind parked/unparked - on a ring of 16-byte entries - allocate nothing
+    from firmware.ticketring import TicketRing
+    ring = TicketRing(PARK_MAX, 16)
     for i in range(PARK_MAX):
-        p.park(i + 1, 1, 0, 100 + i, 1, 0, 70000 + i)
+        ring.append(i + 1, 0, 0, 100 + i)
     try:
         import gc
         import micropython
     except ImportError:
         micropython = None
-    got = [0] * 6   # filled under the lock: a tuple built there would allocate
     if micropython:
         gc.collect()
         micropython.heap_lock()
     try:
-        i = p.find(3, 0)
-        got[0], got[1], got[2] = p.number(i), p.flags(i), p.waited(i)
-        got[3], got[4], got[5] = p.served_as(i), p.counter(i), p.served_s(i)
-        p.remove(i)
-        p.park(300, 2, 1, 5, 0, 1, 6)
+        i = ring.find(3, 0)
+        ring.buf[i * 16 + 8] = ring.number(i) + ring.issued(i)
+        ring.remove(i)
+        ring.append(300, 2, 1, 5)
     finally:
         if micropython:
             micropython.heap_unlock()
-    assert got == [3, 1, 102, 1, 0, 70002]
-    assert len(p) == PARK_MAX and p.number(2) == 4 and p.served_s(2) == 70003
-    assert (p.number(7), p.service(7), p.waited(7), p.served_as(7), p.counter(7), p.served_s(7)) == (300, 1, 5, 0, 1, 6)
+    assert [ring.number(k) for k in range(PARK_MAX)] == [1, 2, 4, 5, 6, 7, 8, 300]
+    r.do(desk.decide(h, "1", "park", r.now, {}))
+    r.now += 30
+    r.do(desk.decide(h, "1", "unpark", r.now, {"ticket": "A003"}))
+    p = h.parked
+    assert len(p) == PARK_MAX - 1 and r.serving() == "A003"
+    assert [h.services[p.service(i)].label(p.number(i)) for i in range(len(p))] == \
+        ["A001", "A002", "A004", "A005", "A006", "A007", "A008"]
