@@ -5,7 +5,7 @@ outbox (durable) -> state applied -> printed / displayed / announced -> publishe
 later by the publisher task. Nothing here waits for the network.
 """
 import gc
-from time import ticks_diff
+from time import ticks_add, ticks_diff
 
 import asyncio
 
@@ -35,6 +35,8 @@ class App:
         self.hal = hal
         self.cfg = cfg
         self.langs = cfg["languages"]
+        # the screen of a press refused for memory, made while there is memory
+        self.no_memory = ["----"] + messages.refusal("memory", self.langs)
         self.root = hal.storage.root
         from firmware import hall_setup
         self.hall = hall_setup.build(cfg)
@@ -297,7 +299,9 @@ class App:
             self.pressing -= 1
         try:
             self.stats["refused"] += 1
-            screens.show(self, messages.refusal("memory", self.langs), "----", 4)
+            # the words were read at boot: reading them now from flash could fail as well
+            self.screen_until = ticks_add(self.hal.clock.ticks_ms(), 4000)
+            self.hal.display.show(self.no_memory)
         except MemoryError:
             pass    # the answer still goes back to the key (made at boot, below)
         return _NO_MEMORY

@@ -274,8 +274,9 @@ class ReplayCache:
     If the file is damaged, nothing signed before that moment is accepted again (the
     floor); if it is full of ids still inside the window, new commands are refused
     (rate_limited) rather than forgetting an id that could be replayed.
-    Loaded per command into one buffer with room for the one id it may add, pruned in
-    place and written piece by piece: no second copy of the list is ever made.
+    The file is read and rewritten a few records at a time through one 96-byte buffer: a
+    busy day's heap is many small holes, and a buffer the size of the list (up to 3 KiB,
+    in one piece) was often not there - every command then refused for memory.
     """
     MAX = 256
 
@@ -283,38 +284,53 @@ class ReplayCache:
         self.path = path
         self.window = window_s
         self.floor = self.newest = 0
-        self.n = 0  # bytes of records at the start of buf
+        self.n = 0  # bytes of the records still within the window
         self.damaged = False
+        self.buf = bytearray(96)
         try:
             size = os.stat(path)[6]
-            buf = bytearray(size + 12)
-            with open(path, "rb") as f:
-                got = f.readinto(buf)
         except OSError:
-            self.buf = bytearray(12)
             return
-        mv = memoryview(buf)
-        if got != size or size < 12 or size % 12 or \
-                struct.unpack_from("<I", buf, size - 4)[0] != binascii.crc32(mv[:size - 4]) & 0xFFFFFFFF:
-            self.buf = bytearray(12)
+        ok = False
+        try:
+            if size >= 12 and not size % 12:
+                with open(path, "rb") as f:
+                    ok = self._scan(f, size - 12, True)
+        except OSError:
+            pass
+        if not ok:      # what it said cannot be trusted: only the floor holds
             self.damaged = True
             self.floor = now
-            return
-        self.floor, self.newest = struct.unpack_from("<II", buf, 0)
-        self.buf = buf
-        self._keep(8, size - 4)
+            self.newest = self.n = 0
 
-    def _keep(self, start, end):
-        """Move the records of buf[start:end] that are still within the window of the newest
-        ts to the front of buf."""
-        limit = self.newest - self.window
+    def _records(self, f, size):
+        """(memoryview of up to 8 records, count) chunk by chunk, from f after the head."""
         mv = memoryview(self.buf)
+        left = size
+        while left > 0:
+            k = min(left, 96)
+            if f.readinto(mv[:k]) != k:
+                raise OSError(5)
+            left -= k
+            yield mv, k
+
+    def _scan(self, f, size, check):
+        """Read the head and count the live records; check: the crc32 must match."""
+        head = f.read(8)
+        if len(head) != 8:
+            return False
+        self.floor, self.newest = struct.unpack("<II", head)
+        crc = binascii.crc32(head)
+        limit = self.newest - self.window
         n = 0
-        for off in range(start, end, 12):
-            if struct.unpack_from("<I", self.buf, off + 8)[0] >= limit:
-                mv[n:n + 12] = mv[off:off + 12]
-                n += 12
+        for mv, k in self._records(f, size):
+            crc = binascii.crc32(mv[:k], crc)
+            for off in range(0, k, 12):
+                if struct.unpack_from("<I", self.buf, off + 8)[0] >= limit:
+                    n += 12
         self.n = n
+        tail = f.read(4)
+        return not check or (len(tail) == 4 and struct.unpack("<I", tail)[0] == crc & 0xFFFFFFFF)
 
     @staticmethod
     def _key(cid):
@@ -323,36 +339,63 @@ class ReplayCache:
     def seen(self, cid, ts):
         if self.floor and ts <= self.floor:
             return True
+        if not self.n:
+            return False
         key = self._key(cid)
-        for off in range(0, self.n, 12):
-            if self.buf[off:off + 8] == key:
-                return True
+        limit = self.newest - self.window
+        b = self.buf
+        with open(self.path, "rb") as f:
+            f.read(8)
+            for mv, k in self._records(f, os.stat(self.path)[6] - 12):
+                for off in range(0, k, 12):
+                    if struct.unpack_from("<I", b, off + 8)[0] >= limit and b[off:off + 8] == key:
+                        return True
         return False
 
     def full(self):
         return self.n >= self.MAX * 12
 
     def add(self, cid, ts):
-        if self.n + 12 > len(self.buf):
-            self.buf.extend(bytes(12))
-        self.buf[self.n:self.n + 8] = self._key(cid)
-        struct.pack_into("<I", self.buf, self.n + 8, ts)
-        self.n += 12
-        if ts > self.newest:
-            self.newest = ts
-            self._keep(0, self.n)
-        self.save()
+        """Keep cid: the list is written anew, records gone out of the window left behind."""
+        self.save(self._key(cid), ts)
 
-    def save(self):
-        head = struct.pack("<II", self.floor, self.newest)
-        recs = memoryview(self.buf)[:self.n]
-        crc = binascii.crc32(recs, binascii.crc32(head)) & 0xFFFFFFFF
-        tmp = self.path + ".tmp"  # temp-then-rename: a power cut leaves the old or the new list
-        with open(tmp, "wb") as f:
-            f.write(head)
-            f.write(recs)
-            f.write(struct.pack("<I", crc))
+    def save(self, key=None, ts=0):
+        """Write the list (temp-then-rename: a power cut leaves the old or the new one) with
+        the live records of the old file - none if it was damaged - and key/ts if given."""
+        newest = max(self.newest, ts)
+        limit = newest - self.window
+        head = struct.pack("<II", self.floor, newest)
+        b = self.buf
+        tmp = self.path + ".tmp"
+        n = 0
+        with open(tmp, "wb") as out:
+            out.write(head)
+            crc = binascii.crc32(head)
+            if not self.damaged:
+                try:
+                    size = os.stat(self.path)[6] - 12
+                    src = open(self.path, "rb")
+                except OSError:
+                    size = 0
+                if size > 0:
+                    with src:
+                        src.read(8)
+                        for mv, k in self._records(src, size):
+                            for off in range(0, k, 12):
+                                if struct.unpack_from("<I", b, off + 8)[0] >= limit:
+                                    out.write(mv[off:off + 12])
+                                    crc = binascii.crc32(mv[off:off + 12], crc)
+                                    n += 12
+            if key is not None:
+                rec = key + struct.pack("<I", ts)
+                out.write(rec)
+                crc = binascii.crc32(rec, crc)
+                n += 12
+            out.write(struct.pack("<I", crc & 0xFFFFFFFF))
         os.rename(tmp, self.path)
+        self.newest = newest
+        self.n = n
+        self.damaged = False
 
 
 async def handle(app, raw):
