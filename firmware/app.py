@@ -666,16 +666,26 @@ class App:
                             # a citizen first: the command code would take the RAM a ticket
                             # layout needs (the ring bounds what waits meanwhile)
                             await asyncio.sleep_ms(20)
-                        if self.cmd_mod is None:
-                            gc.collect()
+                        for pause in (50, 200, 500, 0):
+                            # Short of memory before the command did anything (loading its
+                            # code, reading it, the replay list): idle code gives way, and the
+                            # heap gets a moment to change - a busy day's heap is many small
+                            # holes, and other tasks free theirs - before it is refused.
                             try:
-                                from firmware import commands as cmds
-                            except MemoryError:     # the ticket layout code gives way
-                                self.shed()
-                                from firmware import commands as cmds
-                            self.cmd_mod, cmds = cmds, None
-                        self.cmd_busy = True
-                        reply = await self.cmd_mod.handle(self, self.commands[self.cmd_head])
+                                if self.cmd_mod is None:
+                                    gc.collect()
+                                    from firmware import commands as cmds
+                                    self.cmd_mod, cmds = cmds, None
+                                self.cmd_busy = True
+                                reply = await self.cmd_mod.handle(self, self.commands[self.cmd_head],
+                                                                  not pause)
+                                break
+                            except MemoryError:
+                                if not pause:
+                                    raise
+                            self.cmd_busy = False
+                            self.shed()
+                            await asyncio.sleep_ms(pause)
                     finally:  # off the ring whatever happened: one message never jams it
                         self.cmd_busy = False
                         self.commands[self.cmd_head] = None

@@ -398,12 +398,15 @@ class ReplayCache:
         self.damaged = False
 
 
-async def handle(app, raw):
+async def handle(app, raw, last=True):
     """Check and run one command (raw None: too large to receive); returns the reply dict,
     or None for a refusal that goes unanswered (see _refused). A MemoryError refuses this
-    command only."""
+    command only - unless it came before the command changed anything (its id not yet in
+    the replay list) and this is not the last try (last): then it is raised, for the app to
+    try again."""
     cfg = app.cfg
     cid = op = None
+    kept = False
     try:
         cmd = authentic(raw, _device_key(app))
         cid, op = cmd["id"], cmd["op"]
@@ -415,6 +418,7 @@ async def handle(app, raw):
             app.emit("command.rejected", {"id": None, "op": None, "reason": "replay_list_damaged",
                                           "detail": "commands signed before now are refused"})
         admit(cmd, now, window, seen)
+        kept = True     # in the replay list now: a second try would be refused as replayed
         seen = None
         result = await _run(app, op, cmd["args"], cid)
         if result is _LATER:
@@ -423,6 +427,8 @@ async def handle(app, raw):
         return _refused(app, raw, cid, op, e.reason, e.detail)
     except MemoryError:
         cmd = seen = None
+        if not (kept or last):
+            raise
         import gc
         gc.collect()
         return _refused(app, raw, cid, op, "low_memory", "")

@@ -19,6 +19,7 @@ the restart on exit code 3 need the small helper bench/unixport.py links into it
 (bench/usermod/qterm_host): it maps the image in that process and re-runs the command line.
 """
 import ctypes
+import json
 import mmap
 import os
 import shlex
@@ -206,8 +207,28 @@ def run_external(exe, heap):
         _die("cannot run %s: %s" % (argv[0], e))
 
 
+# mbedTLS's session buffers: on the ESP32 they come from ESP-IDF's system heap, outside
+# MicroPython's; the unix port's mbedTLS takes them from the MicroPython heap (~12 KiB a
+# session). A device configured for TLS is given them on top of the 96K budget.
+_TLS_HEAP_KB = 16
+
+
+def _uses_tls(argv):
+    """The device's config (the stored one if the device has one, else --config) has broker.tls."""
+    opts = dict(zip(argv[::2], argv[1::2]))
+    for path in (os.path.join(opts.get("--state", ""), "flash", "config.json"), opts.get("--config", "")):
+        try:
+            with open(path, encoding="utf-8") as f:
+                return bool((json.load(f).get("broker") or {}).get("tls"))
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
 def main():
-    heap = os.environ.get("QTERM_HEAP", "96K")
+    heap = os.environ.get("QTERM_HEAP")
+    if not heap:
+        heap = "%dK" % (96 + (_TLS_HEAP_KB if _uses_tls(sys.argv[1:]) else 0))
     if os.environ.get("QTERM_MICROPYTHON"):
         run_external(os.environ["QTERM_MICROPYTHON"], heap)
     import micropython_run
