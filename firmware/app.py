@@ -277,12 +277,12 @@ class App:
         """Handle one debounced press; returns a result dict (also given to buttons.handled).
         Running short of memory is an answer, not a crash: nothing was made durable. A
         citizen comes before the backend: short of memory, a press sheds the idle command
-        code and is tried again a moment later, twice (a connect or a snapshot holds its
-        RAM only briefly) - only while nothing of it has reached flash."""
+        code and is tried again a moment later, three times (a connect, a snapshot or a
+        command holds its RAM only briefly) - only while nothing of it has reached flash."""
         seq = self.stamper.seq
         self.pressing += 1
         try:
-            for pause in (30, 200, 0):
+            for pause in (30, 200, 600, 0):
                 try:
                     return await self._press(name)
                 except MemoryError:

@@ -30,6 +30,22 @@ install() {
   fi
 }
 
+# stop_all: what this script started, politely (TERM), then for good after 5 s (a device busy
+# under load may be slow to go; the command must end, not hang).
+stop_all() {
+  kill $pids 2>/dev/null || :
+  n=0
+  while [ "$n" -lt 10 ]; do
+    alive=""
+    for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ -z "$alive" ] && break
+    sleep 0.5
+    n=$((n + 1))
+  done
+  kill -9 $pids 2>/dev/null || :
+  wait 2>/dev/null || :
+}
+
 free_port() {
   .venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -128,7 +144,7 @@ run() {
   mkdir -p "$state"
   # Everything started below ends with this script: Ctrl-C, EOF, quit or an error.
   pids=""
-  trap 'trap - EXIT; kill $pids 2>/dev/null || :; wait 2>/dev/null || :' EXIT
+  trap 'trap - EXIT; stop_all' EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
   trap 'exit 129' HUP
@@ -201,7 +217,7 @@ tests() {
   set +e
   # several workers: the end-to-end tests mostly wait on devices and brokers (load stays
   # low), so on 2 cores they finish in well under half the time one worker takes
-  .venv/bin/python -m pytest -q -p no:cacheprovider -n "${QTERM_TEST_WORKERS:-4}" "$@"
+  .venv/bin/python -m pytest -q -p no:cacheprovider -n "${QTERM_TEST_WORKERS:-2}" "$@"
   rc=$?
   set -e
   if [ "$rc" -eq 5 ]; then say "no tests ran - that is a failure"; exit 1; fi
