@@ -66,6 +66,9 @@ class Broker:
         self.stop()
 
 
+LIVE = []   # Subscribers running now (Sim.wait_drained waits for their copy of an event)
+
+
 class Subscriber:
     """mosquitto_sub -v on a topic filter, lines collected in a file (the backend's view).
 
@@ -83,6 +86,8 @@ class Subscriber:
                                       "-v", "-t", topic, "-t", self.probe_topic], stdout=open(self.path, "w"),
                                      stderr=subprocess.STDOUT)
         self.wait_ready(timeout)
+        self.topic = topic
+        LIVE.append(self)
 
     def wait_ready(self, timeout=10.0):
         """Publish probes until one arrives: the subscription is active now (again, after the
@@ -124,6 +129,8 @@ class Subscriber:
         raise AssertionError("no matching line within %.1fs; got:\n%s" % (timeout, "\n".join(self.lines()[-30:])))
 
     def stop(self):
+        if self in LIVE:
+            LIVE.remove(self)
         self.proc.terminate()
         self.proc.wait(5)
         try:
