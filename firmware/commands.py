@@ -23,7 +23,7 @@ import json
 import os
 import struct
 
-from firmware import canonical, store, text
+from firmware import canonical, text
 from firmware.hmac256 import HMAC256
 
 MAX_BYTES = 2048
@@ -587,6 +587,7 @@ def _config_set(app, patch, cid):
     structural = [k for k in patch if k in _STRUCTURAL]
     if structural and _busy(app.hall):
         raise Rejected("busy", "people waiting or being served; change %s after hours" % ",".join(structural))
+    from firmware import store      # (only here: a command that prints a ticket needs the RAM)
     if store.exists(app.root + "/config.next.json"):
         raise Rejected("busy", "another config change is being applied")
     store.write_json(app.root + "/config.next.json", {"id": cid, "patch": patch})

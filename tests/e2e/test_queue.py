@@ -144,7 +144,7 @@ def test_appointment_ticket_by_command_is_served_first(hall, sub):
     assert issued["ahead"] == 0 and issued["wait_min"] == 0, issued
 
     r = command(hall, sub, KEY, "ticket.appointment", {"service": "B", "appt": "YY-20261125-008", "print": True})
-    assert r["ok"] and r["result"]["ticket"] == "B004"
+    assert r["ok"] and r["result"]["ticket"] == "B004", r
     assert r["result"]["ahead"] == 1, "one appointment is ahead of this one"
     printed = decode(hall.printer_bytes()[before:])
     assert len(printed) == 1 and printed[0].big_lines() == ["B004"] and printed[0].cut
