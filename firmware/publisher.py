@@ -202,6 +202,8 @@ class Publisher:
         to the flash brings the terminal online without a restart."""
         b = self.broker
         short = 0
+        # a boot that was itself short of memory for it does not restart again (no loop)
+        may_restart = "no memory" not in self.tls_error
         while self.tls_error:
             await asyncio.sleep_ms(5000)
             # a CA takes a few KiB in one piece (its parse as well): idle code gives way first
@@ -210,7 +212,7 @@ class Publisher:
             if why:
                 self.tls_error = self.client.last_error = why
                 short = short + 1 if "no memory" in why else 0
-                if short >= 3:
+                if short >= 3 and may_restart:
                     # A day's heap is many small holes: the boot loads the CA into a clean one.
                     # A soft restart, as a config change is applied: state comes from flash,
                     # after the waiting commands and never in the middle of a ticket.
