@@ -295,7 +295,7 @@ class ReplayCache:
         try:
             if size >= 12 and not size % 12:
                 with open(path, "rb") as f:
-                    ok = self._scan(f, size - 12, True)
+                    ok = self._scan(f, size - 12)
         except OSError:
             pass
         if not ok:      # what it said cannot be trusted: only the floor holds
@@ -314,8 +314,8 @@ class ReplayCache:
             left -= k
             yield mv, k
 
-    def _scan(self, f, size, check):
-        """Read the head and count the live records; check: the crc32 must match."""
+    def _scan(self, f, size):
+        """Read the head and count the live records; True if the crc32 matches."""
         head = f.read(8)
         if len(head) != 8:
             return False
@@ -330,7 +330,7 @@ class ReplayCache:
                     n += 12
         self.n = n
         tail = f.read(4)
-        return not check or (len(tail) == 4 and struct.unpack("<I", tail)[0] == crc & 0xFFFFFFFF)
+        return len(tail) == 4 and struct.unpack("<I", tail)[0] == crc & 0xFFFFFFFF
 
     @staticmethod
     def _key(cid):
@@ -371,21 +371,19 @@ class ReplayCache:
         with open(tmp, "wb") as out:
             out.write(head)
             crc = binascii.crc32(head)
-            if not self.damaged:
-                try:
-                    size = os.stat(self.path)[6] - 12
-                    src = open(self.path, "rb")
-                except OSError:
-                    size = 0
-                if size > 0:
-                    with src:
-                        src.read(8)
-                        for mv, k in self._records(src, size):
-                            for off in range(0, k, 12):
-                                if struct.unpack_from("<I", b, off + 8)[0] >= limit:
-                                    out.write(mv[off:off + 12])
-                                    crc = binascii.crc32(mv[off:off + 12], crc)
-                                    n += 12
+            try:
+                size = 0 if self.damaged else os.stat(self.path)[6] - 12
+            except OSError:
+                size = 0
+            if size > 0:
+                with open(self.path, "rb") as src:
+                    src.read(8)
+                    for mv, k in self._records(src, size):
+                        for off in range(0, k, 12):
+                            if struct.unpack_from("<I", b, off + 8)[0] >= limit:
+                                out.write(mv[off:off + 12])
+                                crc = binascii.crc32(mv[off:off + 12], crc)
+                                n += 12
             if key is not None:
                 rec = key + struct.pack("<I", ts)
                 out.write(rec)
