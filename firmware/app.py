@@ -82,6 +82,7 @@ class App:
         self.offline = None         # the broker cannot be reached (display line, net lamp)
         self.cmd_quiet = None       # refusals being suppressed (see commands._journal)
         self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
+        self.snapshot_due = False   # the last one found no RAM: the timers try again
         self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
         self.restart_pending = False
         self.late_reply = None
@@ -260,11 +261,14 @@ class App:
                 from firmware import recovery
                 recovery.write_snapshot(self)
                 self.since_snapshot = 0
+                self.snapshot_due = False
                 break
             except MemoryError as e:
                 release("recovery", "store")
                 if not (again and self.shed()):     # idle code gives way, then once more
-                    self.fault_seen("snapshot", e)
+                    if not self.snapshot_due:       # (tried again by the timers until it is)
+                        self.fault_seen("snapshot", e)
+                    self.snapshot_due = True
                     break
             except OSError as e:
                 self.fault_seen("snapshot", e)
@@ -284,9 +288,11 @@ class App:
         try:
             for pause in (30, 200, 600, 0):
                 try:
-                    return await self._press(name)
-                except MemoryError:
-                    pass
+                    r = await self._try_press(name)
+                except MemoryError:     # (no heap even for its coroutine)
+                    r = None
+                if r is not None:
+                    return r
                 try:   # (outside the except clause: its own allocations may fail as well)
                     self.shed()
                     gc.collect()
@@ -297,6 +303,10 @@ class App:
                     break
         finally:
             self.pressing -= 1
+        return self._refused()
+
+    def _refused(self):
+        """Refuse a press for memory: counted, and said on the display for 4 s."""
         try:
             self.stats["refused"] += 1
             # the words were read at boot: reading them now from flash could fail as well
@@ -306,12 +316,15 @@ class App:
             pass    # the answer still goes back to the key (made at boot, below)
         return _NO_MEMORY
 
-    def shed(self, layout=True):
-        """Free code that is loaded again when needed: the backend-command code if no command
-        is being handled, and (layout) the ticket layout code. True if something was freed."""
+    def shed(self, layout=True, commands=True):
+        """Free code that is loaded again when needed: (commands) the backend-command code if
+        no command is being handled, and (layout) the ticket layout code. True if something was
+        freed. Nothing is freed that a coroutine still references: a coroutine that failed
+        with an exception is left on its awaiting task's stack, so retry loops here are fed
+        answers (None, "again") rather than exceptions from what they await."""
         freed = False
         # (released even when not held: an import that failed half-way leaves its modules)
-        if not self.cmd_busy:
+        if commands and not self.cmd_busy:
             freed = self.cmd_mod is not None
             self.cmd_mod = None
             release("commands", "config", "store", "text", "texts", "report", "config_keys")
@@ -320,6 +333,15 @@ class App:
             self.layout_mod = None
             release("ticket", "escpos", "gb2312")
         return freed
+
+    async def _try_press(self, name):
+        """_press, or None if it ran short of memory: caught here, in a coroutine that then ends
+        normally, so the failed one does not stay on press()'s stack holding the layout code
+        that shed() is about to free (see shed)."""
+        try:
+            return await self._press(name)
+        except MemoryError:
+            return None
 
     async def _press(self, name):
         cid = self.home
@@ -575,6 +597,10 @@ class App:
                     screens.home(self)
                 if not self.printing and self.new_day_if_due():
                     screens.home(self)
+                if self.snapshot_due and not (self.printing or self.cmd_busy):
+                    # one that found no RAM (a command held it): delivered events stay on
+                    # flash, and after a power cut are sent again, until a snapshot covers them
+                    self.snapshot()
                 screens.net_watch(self)
                 if self.trial is not None:
                     self._check_trial()
@@ -618,7 +644,7 @@ class App:
                 name = await self.hal.buttons.next_press()
                 result = await self.press(name)
             except MemoryError:     # not even the press could start: say so, not "internal"
-                result = _NO_MEMORY
+                result = self._refused()
             except Exception as e:  # a bug (or no heap even for an answer) must not stop the keys
                 self.fault_seen("buttons", e)
                 result = {"ok": False, "error": "internal"}
@@ -662,9 +688,12 @@ class App:
                 if self.cmd_n:
                     reply = {"id": None, "ok": False, "error": "internal"}  # if handling fails
                     try:
-                        while self.pressing and self.cmd_mod is None:
+                        while self.pressing:
                             # a citizen first: the command code would take the RAM a ticket
-                            # layout needs (the ring bounds what waits meanwhile)
+                            # layout needs - given back, even in a flood, and loaded again
+                            # after (the ring bounds what waits meanwhile)
+                            if self.cmd_mod is not None:
+                                self.shed(False)
                             await asyncio.sleep_ms(20)
                         for pause in (50, 200, 500, 0):
                             # Short of memory before the command did anything (loading its
@@ -677,14 +706,19 @@ class App:
                                     from firmware import commands as cmds
                                     self.cmd_mod, cmds = cmds, None
                                 self.cmd_busy = True
+                                # "again", not a MemoryError raised through the await: a failed
+                                # coroutine stays on this task's stack (MicroPython leaves popped
+                                # slots as they were), and with it the code it ran - shed() would
+                                # free nothing, and the next try load a second copy
                                 reply = await self.cmd_mod.handle(self, self.commands[self.cmd_head],
                                                                   not pause)
-                                break
-                            except MemoryError:
+                                if reply != "again":
+                                    break
+                            except MemoryError:     # (loading the command code)
                                 if not pause:
                                     raise
                             self.cmd_busy = False
-                            self.shed()
+                            self.shed(True, False)  # other idle code gives way
                             await asyncio.sleep_ms(pause)
                     finally:  # off the ring whatever happened: one message never jams it
                         self.cmd_busy = False
@@ -713,6 +747,9 @@ class App:
                     reply["detail"] = repr(e)[:80]
             if reply is not None:
                 try:
+                    if not self.cmd_n and self.cmd_mod is not None:
+                        self.shed(False)    # the last one: the reply (a status is ~1 KiB of
+                        # JSON in one piece) gets the RAM the command code held
                     await self.publisher.reply(reply)
                 except Exception as e:
                     self.fault_seen("command reply", e)

@@ -400,8 +400,8 @@ async def handle(app, raw, last=True):
     """Check and run one command (raw None: too large to receive); returns the reply dict,
     or None for a refusal that goes unanswered (see _refused). A MemoryError refuses this
     command only - unless it came before the command changed anything (its id not yet in
-    the replay list) and this is not the last try (last): then it is raised, for the app to
-    try again."""
+    the replay list) and this is not the last try (last): then "again" is returned, for the
+    app to try again."""
     cfg = app.cfg
     cid = op = None
     kept = False
@@ -426,7 +426,7 @@ async def handle(app, raw, last=True):
     except MemoryError:
         cmd = seen = None
         if not (kept or last):
-            raise
+            return "again"      # (not raised: see App._commands)
         import gc
         gc.collect()
         return _refused(app, raw, cid, op, "low_memory", "")
@@ -528,8 +528,11 @@ async def _run(app, op, args, cid):
     if op == "config.set":
         return _config_set(app, args["patch"], cid)
     if op == "day.reset":
-        from firmware import desk
-        for etype, data in desk.decide_day(app.hall, app.now()):
+        from firmware import desk, release
+        due = desk.decide_day(app.hall, app.now())
+        desk = None
+        release("desk")     # the reset's snapshot wants the RAM
+        for etype, data in due:
             app.emit(etype, data)
         return {"day": app.hall.day}
     if op == "ticket.appointment":

@@ -76,7 +76,10 @@ def encode_publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
     if isinstance(topic, str):
         topic = topic.encode()
     if isinstance(payload, str):
-        payload = payload.encode()
+        try:    # MicroPython: its UTF-8 bytes where they are (no copy the size of a status)
+            payload = memoryview(payload)
+        except TypeError:   # CPython
+            payload = payload.encode()
     n = len(topic)
     if not 0 <= qos <= 2 or not 0 < n < 65536 or b"+" in topic or b"#" in topic or b"\0" in topic:
         # A broker disconnects on these; a re-send would loop forever.

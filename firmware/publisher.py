@@ -121,7 +121,7 @@ class Publisher:
             self.app.role.message(topic, payload)
 
     async def reply(self, obj):
-        await self.send(self.base + "cmd/reply", json.dumps(obj).encode(), 1)
+        await self.send(self.base + "cmd/reply", json.dumps(obj), 1)   # (a str: see encode_publish)
 
     async def send(self, topic, payload, qos=0):
         """A message that is not an event (a reply, a hall request or answer): sent if the
@@ -155,7 +155,7 @@ class Publisher:
                     self.online = self.client.connects
                     online = {"state": "online", "dev": self.app.cfg["device"], "boot": self.app.boot_no,
                               "fw": self.app.FW, "ts": self.app.now()}
-                    await self.client.publish(self.base + "status", json.dumps(online).encode(), qos=1,
+                    await self.client.publish(self.base + "status", json.dumps(online), qos=1,
                                               retain=True)
                     online = None
                     self.state_dirty = True
@@ -188,7 +188,7 @@ class Publisher:
                     else:
                         self.state_dirty = False
                         last_state = now
-                        await self.client.publish(self.base + "state", json.dumps(self.app.hall.summary()).encode(),
+                        await self.client.publish(self.base + "state", json.dumps(self.app.hall.summary()),
                                                   qos=0, retain=True)
             except OSError:
                 pass  # connection dropped mid-way; the client re-sends its window on reconnect

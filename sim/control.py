@@ -36,6 +36,10 @@ class Control:
         n = 0          # bytes in buf
         skip = False   # inside a line longer than buf: answered once, then skipped to its end
         try:
+            try:    # TCP_NODELAY: a reply and its newline are two writes; Nagle would hold one 40 ms
+                writer.s.setsockopt(6, 1, 1)
+            except (AttributeError, OSError):
+                pass
             while True:
                 got = await reader.readinto(mv[n:])
                 if not got:
@@ -75,12 +79,21 @@ class Control:
                 reply = {"ok": False, "error": "request longer than %d bytes" % (_MAX_LINE - 1)}
             else:
                 reply = await self.handle(line)
-            out = json.dumps(reply).encode() + b"\n"   # one write: two meet Nagle's delay (40 ms)
         except MemoryError:   # the device is short of heap: say so, keep the connection
-            out = b'{"ok": false, "error": "device out of memory"}\n'
-        line = reply = None
+            reply = None
+        line = None
+        try:
+            # the text's own UTF-8 bytes (a memoryview, no copy): a status is ~1 KiB, and a
+            # busy heap often has no hole that size for json.dumps() and two copies of it
+            out = memoryview(json.dumps(reply)) if reply is not None else None
+        except MemoryError:
+            out = None
+        reply = None
+        if out is None:
+            out = b'{"ok": false, "error": "device out of memory"}'
         writer.write(out)
         out = None
+        writer.write(b"\n")
         await writer.drain()
 
     async def handle(self, line):

@@ -315,6 +315,35 @@ def test_low_memory_refuses_that_command_only():
     rmtree(d)
 
 
+class _ShortHmac:
+    """The device key's HMAC, short of memory the first `fail` times it is asked."""
+
+    def __init__(self, fail):
+        self.fail = fail
+
+    def digest(self, data):
+        if self.fail:
+            self.fail -= 1
+            raise MemoryError("memory allocation failed")
+        return HMAC256(KEY).digest(data)
+
+
+def test_short_of_memory_before_any_effect_asks_to_be_tried_again():
+    """Before the id is in the replay list, a MemoryError is answered "again" (returned, not
+    raised: the app's command task retries), unless it is the last try; nothing journalled."""
+    d = tmpdir("cmd")
+    app = FakeApp(d)
+    app.stamper.hm = _ShortHmac(1)
+    cmd = signed("staff.signin", {"counter": "1", "staff": "S1"}, cid="ag-1")
+    assert asyncio.run(handle(app, cmd, False)) == "again"
+    assert app.events == []
+    assert run(app, cmd)["ok"]          # tried again: not refused as replayed
+    app.stamper.hm = _ShortHmac(1)
+    r = asyncio.run(handle(app, signed("ping", cid="ag-2"), True))
+    assert r["ok"] is False and r["error"] == "low_memory" and r["id"] == "ag-2"
+    rmtree(d)
+
+
 def test_config_set_refuses_patch_keys_that_cannot_be_journalled():
     d = tmpdir("cmd")
     app = FakeApp(d)
