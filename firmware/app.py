@@ -281,12 +281,12 @@ class App:
         """Handle one debounced press; returns a result dict (also given to buttons.handled).
         Running short of memory is an answer, not a crash: nothing was made durable. A
         citizen comes before the backend: short of memory, a press sheds the idle command
-        code and is tried again a moment later, four times over ~2 s (a connect, a snapshot or
-        a command holds its RAM only briefly) - only while nothing of it has reached flash."""
+        code and is tried again a moment later, three times (a connect, a snapshot or a
+        command holds its RAM only briefly) - only while nothing of it has reached flash."""
         seq = self.stamper.seq
         self.pressing += 1
         try:
-            for pause in (30, 200, 600, 1200, 0):
+            for pause in (30, 200, 600, 0):
                 try:
                     r = await self._try_press(name)
                 except MemoryError:     # (no heap even for its coroutine)
@@ -377,26 +377,15 @@ class App:
                 if state == "out" or state == "offline":
                     return self._refuse({"service": code, "reason": "paper_out" if state == "out"
                                          else "printer_offline", "day": self.hall.day})
-            paper = None
-            for pause in (100, 400, 0):
-                self.new_day_if_due()
-                etype, data = self.hall.decide_issue(code, kind, self.now(), appointment)
-                if etype == "ticket.refused":
-                    return self._refuse(data)
-                if not printed:
-                    break
-                # The ticket is laid out before it becomes durable: if memory is short it is
-                # refused, never issued and then left unprinted - after a moment's patience:
-                # what other tasks hold now (a command, a reply, a snapshot) is soon freed.
+            self.new_day_if_due()
+            etype, data = self.hall.decide_issue(code, kind, self.now(), appointment)
+            if etype == "ticket.refused":
+                return self._refuse(data)
+            # The ticket is laid out before it becomes durable: if memory is short it is
+            # refused, never issued and then left unprinted.
+            if printed:
                 self.shed(False)    # the layout needs the RAM more than an idle command task
-                try:
-                    paper = self._layout(data)      # (not a coroutine: see shed)
-                    break
-                except MemoryError:
-                    if not pause:
-                        raise
-                data = None
-                await asyncio.sleep_ms(pause)
+            paper = self._layout(data) if printed else None
             if not self.emit(etype, data):
                 self.full_refusals += 1
                 return {"ok": False, "refused": "outbox_full" if self.fault == "storage.full" else "storage_error"}
@@ -706,7 +695,7 @@ class App:
                             if self.cmd_mod is not None:
                                 self.shed(False)
                             await asyncio.sleep_ms(20)
-                        for pause in (50, 200, 500, 1200, 0):
+                        for pause in (50, 200, 500, 0):
                             # Short of memory before the command did anything (loading its
                             # code, reading it, the replay list): idle code gives way, and the
                             # heap gets a moment to change - a busy day's heap is many small

@@ -127,7 +127,7 @@ class Control:
         if op == "status":
             from firmware import report
             from firmware import release
-            for pause in (50, 250, 1000, 0):  # read only: asked again after shedding and a pause
+            for pause in (50, 250, 0):  # read only: asked again after shedding and a pause
                 try:
                     s = report.status(app)
                     break
