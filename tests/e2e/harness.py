@@ -109,7 +109,10 @@ class Sim:
         return self.ask(req)
 
     def status(self):
-        return self.ask({"op": "status"})
+        s = self.ask({"op": "status"})
+        if s.get("error") == "device out of memory":    # say so, not KeyError on a field
+            raise AssertionError("status refused: device out of memory")
+        return s
 
     def printer_bytes(self):
         try:
