@@ -82,7 +82,7 @@ class App:
         self.offline = None         # the broker cannot be reached (display line, net lamp)
         self.cmd_quiet = None       # refusals being suppressed (see commands._journal)
         self.snapshot_seq = 0       # seq covered by the newest snapshot on flash
-        self.snapshot_due = False   # the last one found no RAM: the timers try again
+        self.snapshot_due = 0       # ticks_ms when the timers try again one that found no RAM
         self.full_refusals = 0      # tickets refused while the outbox was full (reported later)
         self.restart_pending = False
         self.late_reply = None
@@ -261,14 +261,14 @@ class App:
                 from firmware import recovery
                 recovery.write_snapshot(self)
                 self.since_snapshot = 0
-                self.snapshot_due = False
+                self.snapshot_due = 0
                 break
             except MemoryError as e:
                 release("recovery", "store")
                 if not (again and self.shed()):     # idle code gives way, then once more
-                    if not self.snapshot_due:       # (tried again by the timers until it is)
+                    if not self.snapshot_due:       # (tried again by the timers, once a second)
                         self.fault_seen("snapshot", e)
-                    self.snapshot_due = True
+                    self.snapshot_due = ticks_add(self.hal.clock.ticks_ms(), 1000) or 1
                     break
             except OSError as e:
                 self.fault_seen("snapshot", e)
@@ -597,7 +597,8 @@ class App:
                     screens.home(self)
                 if not self.printing and self.new_day_if_due():
                     screens.home(self)
-                if self.snapshot_due and not (self.printing or self.cmd_busy):
+                if self.snapshot_due and ticks_diff(now_ms, self.snapshot_due) >= 0 \
+                        and not (self.printing or self.cmd_busy):
                     # one that found no RAM (a command held it): delivered events stay on
                     # flash, and after a power cut are sent again, until a snapshot covers them
                     self.snapshot()
