@@ -716,8 +716,9 @@ class App:
                                 if reply != "again":
                                     break
                             except MemoryError:     # (loading the command code)
-                                if not pause:
-                                    raise
+                                if not pause:       # refused in words, not "internal"
+                                    reply = {"id": None, "ok": False, "error": "low_memory", "detail": ""}
+                                    break
                             self.cmd_busy = False
                             self.shed(True, False)  # other idle code gives way
                             await asyncio.sleep_ms(pause)

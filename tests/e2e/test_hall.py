@@ -183,7 +183,8 @@ def test_a_hall_of_three_counters_serves_300_citizens(broker, sub, request):
 def test_three_counters_pressing_next_at_once_never_share_a_ticket(broker, sub, request):
     hall = _hall(broker, request, screen=False)
     for i in range(300):
-        assert hall.kiosk.press("ticket:" + "AB"[i % 2])["ok"]
+        r = hall.kiosk.press("ticket:" + "AB"[i % 2])
+        assert r["ok"], r
     barrier = threading.Barrier(3)
     got = {"1": [], "2": [], "3": []}
     errors = []
