@@ -25,8 +25,24 @@ def release(*names):
             dropped = True      # (an import that failed half-way leaves only this)
         except (AttributeError, KeyError):    # not loaded (MicroPython says KeyError)
             pass
+    forget_failed_imports()
     if dropped:     # a collection costs ~1 ms a 96 KiB heap: none when there was nothing to free
         gc.collect()
+
+
+def forget_failed_imports():
+    """Let the GC have the modules whose import failed (short of memory, typically).
+    MicroPython unregisters such a module from sys.modules but leaves the object in the
+    freed slot of the table (py/builtinimport.c -> mp_map_lookup REMOVE keeps the value), and
+    the GC scans the whole table: each failed import pinned a half-loaded module - ~7 KiB for
+    the ticket layout - until an import happened to reuse that slot. An int key k is hashed to
+    k: adding and deleting 0..63 writes over every free slot of a table of up to 64 (dict
+    deletion itself clears the value). Harmless on a table with nothing stale."""
+    mods = sys.modules
+    for k in range(64):
+        if k not in mods:
+            mods[k] = None
+            del mods[k]
 
 
 def _held(m, names):

@@ -61,17 +61,33 @@ class Kiosk:
             self.ring[self.head] = None
             self.head = (self.head + 1) % _RING
             self.n -= 1
-            out = None
-            try:
-                from firmware import kiosk_answer
-                out = kiosk_answer.handle(self, cid, raw)
-            except Exception as e:     # low memory or a bug: this request goes unanswered
-                self.app.fault_seen("hall request", e)
-            kiosk_answer = raw = None
+            out = await self._answer(cid, raw)
+            raw = None
             if not self.n:
                 release("kiosk_answer", "hallnet")   # (canonical stays: events are signed with it)
             if out is not None:
                 await self.app.publisher.send(self.req_topic[:-4] + "ans/" + cid, out)
+
+    async def _answer(self, cid, raw):
+        """kiosk_answer.handle(), tried again after the idle code gave way when memory was
+        short (a request applies nothing until its event is durable, and a repeat of one that
+        did is answered from the state: the same as the counter sending it again, sooner).
+        None when it could not be answered: the counter re-sends, then tells staff."""
+        for pause in (30, 200, 0):
+            try:
+                from firmware import kiosk_answer
+                return kiosk_answer.handle(self, cid, raw)
+            except MemoryError as e:
+                kiosk_answer = None
+                if not pause:
+                    self.app.fault_seen("hall request", e)
+                    return None
+            except Exception as e:     # a bug: this request goes unanswered
+                self.app.fault_seen("hall request", e)
+                return None
+            release("kiosk_answer", "hallnet")
+            self.app.shed()
+            await asyncio.sleep_ms(pause)
 
     def away(self):
         return False

@@ -338,7 +338,11 @@ def test_the_counter_keypad_reaches_every_staff_operation(broker, sub, request):
     for code in "AAAB":
         assert hall.kiosk.press("ticket:" + code)["ok"]
     c = hall.counter("1")
-    keys = lambda k: c.ask({"op": "keys", "keys": k})    # noqa: E731
+
+    def keys(k):
+        r = c.ask({"op": "keys", "keys": k})
+        print("keys %r -> %r" % (k, r))     # shown when an assertion below fails
+        return r
     assert keys("A")["ticket"] == "A001"                # A = next
     assert keys("*5")["typing"]                          # typing shows on the display
     assert "挂起" in c.ask({"op": "display"})["lines"][1]
