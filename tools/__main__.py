@@ -7,6 +7,9 @@
   selftest   run the board's self-test (printer, display, buttons, network, broker, ...)
   monitor    live events from a broker, each checked against the device keys
   ticket     the tickets in a printer byte stream (e.g. the simulator's printer.bin) as text
+  collect    keep every event of a hall in a database, verified, once (and serve the live page)
+  report     the hall's satisfaction report from that database: index.html, CSV, GB/T 39734
+  followup   record the follow-up of a bad rating (差评回访), or list the open ones
 
 Exit status: 0 success, 1 failure (device, config, check), 2 usage or missing host tool.
 """
@@ -14,7 +17,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("build", "deploy", "provision", "validate", "selftest", "monitor", "ticket")
+COMMANDS = ("build", "deploy", "provision", "validate", "selftest", "monitor", "ticket", "collect",
+            "report", "followup")
 
 
 def _summary(doc):

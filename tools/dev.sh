@@ -3,7 +3,7 @@
 #   sh tools/dev.sh install   - apt mosquitto if missing, .venv with pinned packages
 #   sh tools/dev.sh run       - install, start a local mosquitto + one simulated terminal + console
 #   sh tools/dev.sh run --hall N - the same with a hall (kiosk, N counters, screen: sim/hall)
-#   sh tools/dev.sh test [pytest args] - install, run the whole test suite
+#   sh tools/dev.sh test [pytest args] - install (and chromium, unifont), run the whole test suite
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -210,8 +210,24 @@ run_hall() {
   fi
 }
 
+# test_packages: what the tests use beyond the simulator: headless Chromium (the pages the project
+# serves, opened as a person's browser would) and GNU Unifont (the source of the display font,
+# regenerated and compared by a test; its OpenType face, a dependency, lets Chromium draw Chinese).
+test_packages() {
+  missing=""
+  command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+  [ -r /usr/share/unifont/unifont.hex ] || missing="$missing unifont"
+  if [ -n "$missing" ]; then
+    say "installing$missing (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq $missing >/dev/null
+  fi
+}
+
 tests() {
   install
+  test_packages
   PATH="/usr/sbin:$root/.venv/bin:$PATH"
   export PATH
   set +e
