@@ -660,3 +660,13 @@ def test_a_simulated_hall_through_kills_and_a_broker_restart(tmp_path, request):
     health = dict(db.execute("SELECT device, json_extract(payload, '$.state') FROM status WHERE kind = 'status'"))
     assert set(health) == set(last), health
     db.close()
+    # as the hall manager reads it: the report's 满意率 per counter is the ratings given
+    out = tmp_path / "report"
+    r = subprocess.run([sys.executable, "-m", "tools", "report", "--db", db_path, "--out", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    figures = json.loads((out / "figures.json").read_text(encoding="utf-8"))
+    by_counter = {c: row["satisfaction_rate"] for c, row in figures["by"]["counter"].items()}
+    want = _sent_satisfaction(given)
+    assert by_counter == {c: round(v, 4) for c, v in want.items()}, (by_counter, want)
+    assert figures["incomplete_ratings"] == 0 and "index.html" in os.listdir(out)
