@@ -18,6 +18,9 @@ BIG_FIXTURES = {
     # writes an oversized snapshot made in memory (good + bytes(100000)): ~200 KB of test data;
     # writing the padding in pieces would let it run at HEAP
     ("test_hall.py", "test_a_damaged_snapshot_is_refused_whole"): "1M",
+    # make_hal's TFT clears its 320x240 face through fake_machine's SPI, which keeps every
+    # byte written (150 KB): the driver itself streams through one 640-byte line buffer
+    ("test_panel.py", "test_the_board_names_the_display_and_make_hal_wires_the_panel_drawing"): "1M",
 }
 
 

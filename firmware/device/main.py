@@ -96,7 +96,11 @@ def build_hal(cfg):
     if cfg.get("voice") and (cfg.get("board") or DEFAULT_BOARD).get("voice"):
         from firmware.gb2312 import Gb2312
         encode = Gb2312().encode
-    hal = make_hal(cfg, encode=encode)
+    board = cfg.get("board") or DEFAULT_BOARD
+    render = None
+    if board.get("display", {}).get("type") in ("hub12", "st7789"):
+        from firmware import panel as render     # pixel displays draw text with the flash font
+    hal = make_hal(cfg, encode=encode, render=render)
     for part in ("printer", "display", "buttons", "indicator", "voice", "net"):
         if getattr(hal, part) is None:
             setattr(hal, part, _Absent())

@@ -27,20 +27,33 @@ _NO_SUCH_PINS = (20, 24, 28, 29, 30, 31)
 _STAFF_KEYS = ("rate1", "rate2", "rate3", "rate4", "rate5",
                "next", "recall", "skip", "finish", "pause")
 _LAMPS = ("rate", "thanks", "error", "paper", "net", "buzzer")
-# section -> ((field, required, is_output), ...)
+# section -> ((field, required, is_output), ...); "display" depends on its "type"
 _PIN_FIELDS = {
     "printer": (("tx", True, True), ("rx", True, False)),
-    "display": (("sck", True, True), ("mosi", True, True), ("cs", True, True),
+    "max7219": (("sck", True, True), ("mosi", True, True), ("cs", True, True),
                 ("miso", False, False)),
+    "hub12": (("sck", True, True), ("mosi", True, True), ("a", True, True), ("b", True, True),
+              ("lat", True, True), ("oe", True, True)),
+    "st7789": (("sck", True, True), ("mosi", True, True), ("cs", True, True), ("dc", True, True),
+               ("rst", False, True), ("bl", False, True)),
     "voice": (("tx", True, True), ("rx", True, False), ("busy", False, False)),
 }
 # section -> ((field, required, lowest, highest), ...)
 _NUM_FIELDS = {
     "printer": (("uart", True, 1, 2), ("baud", False, 1200, 921600)),
-    "display": (("spi", True, 1, 2), ("digits", False, 1, 8), ("intensity", False, 0, 15),
+    "max7219": (("spi", True, 1, 2), ("digits", False, 1, 8), ("intensity", False, 0, 15),
                 ("baud", False, 100000, 10000000)),
+    # P10 modules chained (32 px each), brightness, the machine.Timer id and ms a row group
+    "hub12": (("spi", True, 1, 2), ("modules", False, 1, 16), ("intensity", False, 0, 15),
+              ("timer", False, 0, 3), ("period_ms", False, 1, 3),
+              ("baud", False, 100000, 10000000)),
+    "st7789": (("spi", True, 1, 2), ("rotation", False, 0, 3), ("baud", False, 1000000, 80000000)),
     "voice": (("uart", True, 1, 2), ("baud", False, 1200, 921600)),
 }
+# display type -> fields that are true/false
+_BOOL_FIELDS = {"max7219": (), "hub12": ("active_low", "oe_active_high"),
+                "st7789": ("invert", "bgr")}
+_DISPLAY_TYPES = ("max7219", "hub12", "st7789")
 _TOP_NUMS = (("debounce_ms", 5, 200), ("long_press_ms", 300, 10000))
 
 
@@ -113,18 +126,36 @@ def validate_board(board):
         if not isinstance(s, dict):
             errs.append((base, "must be an object"))
             continue
-        known = [f[0] for f in _PIN_FIELDS[sec]] + [f[0] for f in _NUM_FIELDS[sec]]
+        kind = sec
+        bools = ()
+        if sec == "display":
+            kind = s.get("type", "max7219")
+            if kind not in _DISPLAY_TYPES:
+                errs.append((base + ".type", "unknown display type (max7219, hub12, st7789)"))
+                continue
+            bools = _BOOL_FIELDS[kind]
+            for name in bools:
+                if name in s and not isinstance(s[name], bool):
+                    errs.append((base + "." + name, "must be true or false"))
+            h = s.get("height", 240)
+            if kind == "st7789" and not (_is_int(h) and h in (240, 320)):
+                errs.append((base + ".height", "must be 240 (240x240) or 320 (240x320)"))
+        known = [f[0] for f in _PIN_FIELDS[kind]] + [f[0] for f in _NUM_FIELDS[kind]] + list(bools)
+        if sec == "display":
+            known.append("type")
+            if kind == "st7789":
+                known.append("height")
         for k in s:
             if k not in known:
                 errs.append((base + "." + str(k), "unknown key"))
-        for name, required, output in _PIN_FIELDS[sec]:
+        for name, required, output in _PIN_FIELDS[kind]:
             v = s.get(name)
             if v is None:
                 if required:
                     errs.append((base + "." + name, "missing"))
                 continue
             pin(base + "." + name, v, output)
-        for name, required, lo, hi in _NUM_FIELDS[sec]:
+        for name, required, lo, hi in _NUM_FIELDS[kind]:
             v = s.get(name)
             if v is None:
                 if required:
