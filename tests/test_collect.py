@@ -4,6 +4,7 @@ Unit tests feed Recorder events signed here with the firmware's Stamper; the end
 run `python -m tools collect` against a real mosquitto, SIGKILL it, restart the broker, share
 the load between two collectors, and look at the database with plain sqlite3 queries.
 """
+import io
 import json
 import os
 import shutil
@@ -243,6 +244,54 @@ def test_no_puback_when_the_commit_fails(rec, tmp_path):
         collect.Collector(fake, rec)._pump(0)
     blocker.rollback()
     assert fake.acks == []
+
+
+class RedeliveringSession(FakeSession):
+    """A broker's view: what was received but not acknowledged comes again after a reconnect."""
+    host, port, client_id = "127.0.0.1", 1, "test"
+
+    def __init__(self, db_path, batches):
+        super().__init__(db_path, batches)
+        self.unacked = None
+        self.opens = 0
+
+    def open(self):
+        self.opens += 1
+        if self.unacked:
+            self.batches.insert(0, self.unacked)
+        return True
+
+    def close(self, disconnect=True):
+        pass
+
+    def receive(self, timeout):
+        got = super().receive(timeout)
+        if got:
+            self.unacked = got
+        return got
+
+    def ack(self, pids):
+        super().ack(pids)
+        self.unacked = None
+
+
+def test_a_database_held_by_another_writer_is_waited_for_not_fatal(rec, tmp_path, monkeypatch):
+    """A backup or an open sqlite3 shell holds the write lock past the busy timeout: nothing is
+    acknowledged, the collector leaves the broker and comes back; the batch, sent again, is
+    stored and acknowledged once the lock is gone."""
+    from tools.mqtt_session import Message
+    monkeypatch.setattr(collect, "BACKOFF_MAX_S", 0.4)
+    fake = RedeliveringSession(str(tmp_path / "hall.sqlite"),
+                               [[Message(t, p, 1, 1 + i, False) for i, (t, p) in enumerate(stream(n=2))]])
+    blocker = sqlite3.connect(str(tmp_path / "hall.sqlite"), timeout=0, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    rec.db.execute("PRAGMA busy_timeout=100")
+    log = io.StringIO()
+    col = collect.Collector(fake, rec, log=log)
+    threading.Timer(0.5, blocker.rollback).start()
+    assert col.run(seconds=2.0) == 0
+    assert "database busy" in log.getvalue(), log.getvalue()
+    assert fake.opens >= 2 and fake.acks and fake.acks[0] == ([1, 2], 2), fake.acks
 
 
 @pytest.mark.parametrize("value", [

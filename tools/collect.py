@@ -96,6 +96,11 @@ def _int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _int64(v):
+    """An int SQLite can store (a bigger one makes sqlite3 raise OverflowError)."""
+    return _int(v) and -(1 << 63) <= v < (1 << 63)
+
+
 def _has_float(obj):
     """Whether a value from json.loads holds a float anywhere (a plain loop: it runs per event)."""
     t = type(obj)
@@ -162,10 +167,25 @@ class Recorder:
     def batch(self, messages, now=None):
         """Record (topic, payload) pairs in one transaction; committed when this returns."""
         now = time.time() if now is None else now
+        counts = dict(self.counts)
+        try:
+            return self._batch(messages, now, False)
+        except (sqlite3.Error, MemoryError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            # A message the checks did not foresee must not stop the hall's record: crashing
+            # here would leave it unacknowledged, the broker would send it first again after
+            # every restart (a poison message). Again, each message in its own savepoint; the
+            # one that fails is kept apart as malformed.
+            self.counts = counts
+            return self._batch(messages, now, True)
+
+    def _batch(self, messages, now, guarded):
         self._seen = set()
         self.db.execute("BEGIN IMMEDIATE")   # the write lock first: reads below see every commit
         try:
-            verdicts = [self.record(t, p, now) for t, p in messages]
+            record = self._guarded if guarded else self.record
+            verdicts = [record(t, p, now) for t, p in messages]
             for device in self._seen:
                 self._stat(device, None, now)
             self.db.execute("COMMIT")
@@ -174,6 +194,25 @@ class Recorder:
                 self.db.execute("ROLLBACK")
             raise
         return verdicts
+
+    def _guarded(self, topic, payload, now):
+        self.db.execute("SAVEPOINT message")
+        try:
+            verdict = self.record(topic, payload, now)
+        except (sqlite3.Error, MemoryError):
+            raise
+        except Exception as e:
+            self.db.execute("ROLLBACK TO message")
+            self._seen.clear()
+            kind, site, dev, _etype = topic_parts(topic)
+            print("collect: %s: kept apart as malformed, it could not be processed: %s: %s"
+                  % (topic, type(e).__name__, e), file=sys.stderr)
+            verdict = self._suspect(halldb.device_name(site, dev) if dev else None, None, "malformed",
+                                    "could not be processed: %s: %s" % (type(e).__name__, e),
+                                    topic, bytes(payload), now)
+            self.counts["malformed"] += 1
+        self.db.execute("RELEASE message")
+        return verdict
 
     def record(self, topic, payload, now):
         """One message inside the caller's transaction; its verdict ("stored", "duplicate",
@@ -197,10 +236,14 @@ class Recorder:
         try:
             env = parse(payload)
             full = fast_canonical(env)   # the chain hashes the canonical form (tools/verify too)
-        except (ValueError, TypeError) as e:
-            return self._suspect(device, _loose(payload), "malformed", str(e), topic, payload, now)
+        except (ValueError, TypeError, RecursionError) as e:
+            reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            return self._suspect(device, _loose(payload), "malformed", reason, topic, payload, now)
         if not _int(env["boot"]):
             return self._suspect(device, env, "malformed", "bad boot", topic, payload, now)
+        for k in ("seq", "ts", "boot"):
+            if not _int64(env[k]):
+                return self._suspect(device, env, "malformed", "%s out of range" % k, topic, payload, now)
         if env["dev"] != dev:
             return self._suspect(device, env, "forged", "topic device %s but payload dev %s" % (dev, env["dev"]),
                                  topic, payload, now)
@@ -213,6 +256,8 @@ class Recorder:
                                  topic, payload, now)
         try:
             verify(env, key)
+        except RecursionError:
+            return self._suspect(device, env, "malformed", "nested too deeply", topic, payload, now)
         except BadMac:
             return self._suspect(device, env, "forged", "mac mismatch: altered, or not signed with %s's key" % device,
                                  topic, payload, now)
@@ -271,7 +316,7 @@ class Recorder:
         self.db.execute(
             "INSERT OR IGNORE INTO suspect (device, seq, type, verdict, reason, topic, raw, received) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (device, seq if _int(seq) else None, etype if isinstance(etype, str) else None,
+            (device, seq if _int64(seq) else None, etype if isinstance(etype, str) else None,
              verdict, reason, topic, payload, now))
         return verdict
 
@@ -297,7 +342,7 @@ def _loose(payload):
     """What can be read of a payload that is no envelope (for the suspect row)."""
     try:
         obj = json.loads(payload)
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -434,6 +479,17 @@ class Collector:
                     s.close(disconnect=False)
                     self.up = False
                     backoff = BACKOFF_MIN_S
+                except sqlite3.OperationalError as e:
+                    if not _busy(e):
+                        raise
+                    # Another writer held the database past the busy timeout (a backup, an
+                    # open sqlite3 shell): nothing of the batch was acknowledged, so leaving
+                    # the broker makes it send the batch again when we are back - later.
+                    self.say("database busy (%s): nothing acknowledged, the broker keeps the "
+                             "events; trying again" % e)
+                    s.close(disconnect=False)
+                    self.up = False
+                    backoff = BACKOFF_MAX_S / 2
         finally:
             if self.up:
                 s.close()
@@ -465,6 +521,11 @@ class Collector:
         self.say("reconnected (%s)" % ("session resumed" if present else
                                       "NEW session: the broker kept none, events sent meanwhile may be missing"))
         return BACKOFF_MIN_S
+
+
+def _busy(e):
+    text = str(e)
+    return "locked" in text or "busy" in text
 
 
 # --- command line ----------------------------------------------------------------------

@@ -68,7 +68,7 @@ def run(args):
         raise ToolError("--note and --done go with --record", 2)
     if args.done:
         day_arg(args.done)
-    db = open_db(args.db)
+    db = open_db(args.db, write=bool(args.record))
     try:
         return record(db, args) if args.record else list_open(db, args)
     finally:

@@ -19,6 +19,7 @@ followups  a bad rating's follow-up as recorded by the hall (record id = 办件�
 import json
 import sqlite3
 import time
+import urllib.parse
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -77,6 +78,16 @@ def connect(path, timeout=30.0):
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))
     db.executescript(SCHEMA)
+    return db
+
+
+def connect_ro(path, timeout=5.0):
+    """A read-only connection (the report, the live page): it can never change the hall's
+    record nor create a database that is missing, and in WAL mode it does not block the
+    collector's commits."""
+    uri = "file:%s?mode=ro" % urllib.parse.quote(str(path))
+    db = sqlite3.connect(uri, uri=True, timeout=timeout)
+    db.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))
     return db
 
 

@@ -17,6 +17,7 @@ time (WAL), and a reader never blocks it.
 Only verified events count (the `events` table); suspect ones are shown as a count.
 """
 import calendar
+import datetime
 import json
 import socket
 import sqlite3
@@ -25,6 +26,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tools import halldb
 from tools.verify import Metrics
 
 BAD_SHOWN = 20          # latest bad ratings on the page
@@ -39,12 +41,7 @@ _NO_PRINTER = ("counter", "screen")  # their `printer` field is a default, not a
 # --- reading the database -------------------------------------------------------------------
 
 def open_ro(path):
-    """A read-only connection: the page can never change the hall's record, and in WAL mode
-    readers do not block the collector's commits."""
-    uri = "file:%s?mode=ro" % urllib.parse.quote(str(path))
-    db = sqlite3.connect(uri, uri=True, timeout=5.0)
-    db.execute("PRAGMA busy_timeout=5000")
-    return db
+    return halldb.connect_ro(path)
 
 
 def _json(text):
@@ -100,8 +97,19 @@ def business_day(db, payloads):
         if row:
             days.append((_json(row[0]) or {}).get("day"))
     days.extend(p.get("state", {}).get("day") for p in payloads.values())
-    days = [d for d in days if isinstance(d, str) and len(d) == 10]
+    days = [d for d in days if _is_day(d)]
     return max(days) if days else None
+
+
+def _is_day(d):
+    """A real YYYY-MM-DD: a retained `state` is any broker client's word, and one bad `day`
+    (or an event's) must not take the page down nor sort above every real day."""
+    if not isinstance(d, str) or len(d) != 10:
+        return False
+    try:
+        return datetime.date.fromisoformat(d).isoformat() == d
+    except ValueError:
+        return False
 
 
 def day_window(day):
@@ -166,14 +174,22 @@ def _authorities(db, day, roles, payloads):
 
 
 def _counter_key(cid):
-    return (0, int(cid), "") if str(cid).isdigit() else (1, 0, str(cid))
+    cid = str(cid)
+    return (0, int(cid), "") if cid.isdigit() and cid.isascii() else (1, 0, cid)
+
+
+def _dict(v):
+    return v if isinstance(v, dict) else {}
 
 
 def _queue_from_state(device, state):
-    waiting = [{"device": device, "service": s, "waiting": n, "issued": (state.get("issued") or {}).get(s),
-                "source": "state"} for s, n in sorted((state.get("waiting") or {}).items())]
+    """The queue from a retained `state` payload: unsigned, any broker client can write it, so
+    every part is type-checked (a list where a dict belongs must not stop the page)."""
+    issued = _dict(state.get("issued"))
+    waiting = [{"device": device, "service": s, "waiting": n, "issued": issued.get(s),
+                "source": "state"} for s, n in sorted(_dict(state.get("waiting")).items())]
     counters = []
-    for cid, c in sorted((state.get("counters") or {}).items(), key=lambda kv: _counter_key(kv[0])):
+    for cid, c in sorted(_dict(state.get("counters")).items(), key=lambda kv: _counter_key(kv[0])):
         c = c if isinstance(c, dict) else {}
         counters.append({"device": device, "counter": cid, "state": c.get("state"), "reason": c.get("reason"),
                          "staff": c.get("staff"), "serving": c.get("serving"), "source": "state"})
@@ -318,6 +334,7 @@ _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "qterm-live/1"
+    timeout = 20     # a connection that sends nothing is closed: idle sockets must not pile up threads
 
     def do_GET(self):
         if not self._host_ok():
@@ -336,6 +353,9 @@ class _Handler(BaseHTTPRequestHandler):
                     db.close()
             except sqlite3.Error as e:   # no database yet, or a moment of trouble: say so
                 doc, code = {"error": "hall database %s: %s" % (self.server.db_path, e)}, 503
+            except Exception as e:  # noqa: BLE001 - data nobody foresaw: the page says so, and goes on
+                doc, code = {"error": "cannot show the hall database %s: %s: %s"
+                                      % (self.server.db_path, type(e).__name__, e)}, 500
             body = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
             return self._send(code, "application/json; charset=utf-8", body)
         return self._send(404, "text/plain; charset=utf-8", b"not found\n")

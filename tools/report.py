@@ -168,31 +168,68 @@ class HallInfo:
 
 # --- reading --------------------------------------------------------------------------
 
-def open_db(path):
-    """The hall database (ToolError 1 when it is missing or not a database: never created here)."""
+def open_db(path, write=False):
+    """The hall database (ToolError 1 when it is missing or not a hall database: never created
+    here). Read-only unless write (followup records): a report never writes, and neither
+    makes a file that is not a hall database into one."""
     if not os.path.isfile(path):
         raise ToolError("no hall database at %s" % path, 1)
     try:
-        db = halldb.connect(path)
+        db = halldb.connect_ro(path)
         db.execute("SELECT count(*) FROM events").fetchone()
+        db.execute("SELECT count(*) FROM followups").fetchone()
+        if write:
+            db.close()
+            db = halldb.connect(path)
     except sqlite3.Error as e:
         raise ToolError("cannot read the hall database %s: %s" % (path, e), 1)
     return db
 
 
-def read_events(db, hall):
+# device clocks the report can show as dates: year 1 to 9999 (a clock in milliseconds is not)
+_TS_MIN, _TS_MAX = -62135596800 + 86400, 253402300799 - 86400
+# data fields used as join keys: a list or object there (a device bug) is compared as its JSON text
+_KEYS = ("ticket", "counter", "service", "req", "fin_seq", "kiosk", "staff")
+
+
+def is_day(d):
+    """A real YYYY-MM-DD."""
+    if not isinstance(d, str) or len(d) != 10:
+        return False
+    try:
+        return datetime.date.fromisoformat(d).isoformat() == d
+    except ValueError:
+        return False
+
+
+def _hashable(data):
+    bad = [k for k in _KEYS if isinstance(data.get(k), (list, dict))]
+    if not bad:
+        return data
+    data = dict(data)
+    for k in bad:
+        data[k] = json.dumps(data[k], ensure_ascii=False, sort_keys=True)
+    return data
+
+
+def read_events(db, hall, unreadable=None):
     """The business events of every device, each with its business day: its own `day`, else
-    (ticket.skipped names none) the last day its device named before it in seq order."""
+    (ticket.skipped names none) the last day its device named before it in seq order. Events
+    whose data is not an object or whose clock is no date (a device counting milliseconds)
+    are left out, and listed in unreadable as (device, seq) when a list is given; a `day`
+    that is no date is not believed (the day comes from the clock)."""
     out = []
     device = day = None
     for dev, seq, etype, ts, data in halldb.events(db, TYPES):
         if dev != device:
             device, day = dev, None
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or not _TS_MIN < ts < _TS_MAX:
+            if unreadable is not None:
+                unreadable.append((dev, seq))
             continue
-        if isinstance(data.get("day"), str):
+        if is_day(data.get("day")):
             day = data["day"]
-        out.append(Ev(dev, seq, etype, ts, data, day or hall.business_day(ts)))
+        out.append(Ev(dev, seq, etype, ts, _hashable(data), day or hall.business_day(ts)))
     return out
 
 
@@ -468,7 +505,8 @@ def build(db, hall, day_from=None, day_to=None, followup_days=3, today=None):
     today = today or datetime.date.today().isoformat()
     db.execute("BEGIN")     # one snapshot while collectors keep writing
     try:
-        evs = read_events(db, hall)
+        unreadable = []
+        evs = read_events(db, hall, unreadable)
         devices = integrity(db)
         fus = followups(db)
     finally:
@@ -495,7 +533,7 @@ def build(db, hall, day_from=None, day_to=None, followup_days=3, today=None):
     services = sorted(set(hall.services) | set(figs.by["service"]))
     return {
         "hall": hall, "from": day_from, "to": day_to, "today": today, "followup_days": followup_days,
-        "events": len(in_range), "all_events": len(evs), "figures": figs, "ratings": ratings, "bad": bad,
+        "events": len(in_range), "all_events": len(evs), "unreadable": unreadable, "figures": figs, "ratings": ratings, "bad": bad,
         "devices": devices, "targets": {s: {"target_s": hall.target_s(s), "from_config": hall.target_from_config(s)}
                                         for s in services},
     }
@@ -572,6 +610,7 @@ def as_json(rep):
         "arrivals_by_hour": figs.arrivals,
         "avg_service_s_by_hour": [ratio(s, n, 1) for s, n in figs.hour_served],
         "invalid_ratings": figs.invalid,
+        "unreadable_events": ["%s#%d" % u for u in rep.get("unreadable", ())],
         "devices": rep["devices"],
         "bad_ratings": rep["bad"],
         "incomplete_ratings": sum(1 for r in rep["ratings"] if not r["complete"]),
@@ -642,4 +681,7 @@ def run(args):
         sum(1 for b in rep["bad"] if b["followup_state"] in ("open", "overdue"))))
     if flagged:
         print("marked: suspect rows or gaps on %s" % ", ".join(flagged))
+    if rep["unreadable"]:
+        print("left out: %d verified event(s) whose data or clock cannot be read (%s)" % (
+            len(rep["unreadable"]), ", ".join("%s#%d" % u for u in rep["unreadable"][:10])))
     return 0

@@ -108,6 +108,12 @@ def integrity_section(rep):
     devs = rep["devices"]
     bad = [d for d in devs if not d["clean"]]
     out = ["<h2>%s</h2>" % t("数据完整性", "Data integrity")]
+    unreadable = rep.get("unreadable") or ()
+    if unreadable:
+        out.append('<div class=warn><b>%s</b> %s</div>' % (
+            t("%d 条已验证事件无法读取, 未计入" % len(unreadable),
+              "%d verified event(s) left out: data or device clock unreadable" % len(unreadable)),
+            escape(", ".join("%s#%d" % u for u in unreadable[:20]))))
     if bad:
         out.append('<div class=warn><b>%s</b><ul>' % t("注意：以下设备的数据有问题", "Attention: data problems on these devices"))
         for d in bad:
