@@ -51,7 +51,7 @@ from tools import halldb
 from tools.device import ToolError
 from tools.monitor import parse_broker
 from tools.mqtt_session import MQTTError, Session
-from tools.verify import UsageError, default_keys
+from tools.verify import UsageError, _merged, _split, default_keys
 
 SUMMARY_EVERY_S = 60
 BACKOFF_MIN_S = 0.5
@@ -360,31 +360,6 @@ def announced(db, device):
     return _merged(ranges)
 
 
-def _merged(ranges):
-    out = []
-    for a, b in sorted(ranges):
-        if out and a <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return out
-
-
-def _cut(lo, hi, ranges):
-    """lo..hi as (first, last, announced) pieces along merged announced ranges."""
-    out = []
-    for a, b in ranges:
-        if b < lo or a > hi:
-            continue
-        if a > lo:
-            out.append((lo, a - 1, False))
-        out.append((max(a, lo), min(b, hi), True))
-        lo = min(b, hi) + 1
-    if lo <= hi:
-        out.append((lo, hi, False))
-    return out
-
-
 def gaps(db):
     """{device: {"first", "last", "missing": [[a, b], ...], "announced": [[a, b], ...]}} from the
     events table: seq numbers absent between the first and last stored, split into those lost
@@ -399,7 +374,7 @@ def gaps(db):
     for device, lo, hi in holes:
         if device not in told:
             told[device] = announced(db, device)
-        for a, b, was_told in _cut(lo, hi, told[device]):
+        for a, b, was_told in _split(lo, hi, told[device]):
             out[device]["announced" if was_told else "missing"].append([a, b])
     return out
 

@@ -16,6 +16,7 @@ device_stats  per device: duplicates (identical re-sends, e.g. QoS 1 redelivery)
 status     the latest retained status and state payload per device (device health).
 followups  a bad rating's follow-up as recorded by the hall (record id = 办件编号).
 """
+import datetime
 import json
 import sqlite3
 import time
@@ -89,6 +90,17 @@ def connect_ro(path, timeout=5.0):
     db = sqlite3.connect(uri, uri=True, timeout=timeout)
     db.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))
     return db
+
+
+def is_day(d):
+    """A real business day "YYYY-MM-DD": any other `day` in an event or a retained state (a
+    device bug, any broker client's word) is ignored rather than sorted or parsed."""
+    if not isinstance(d, str) or len(d) != 10:
+        return False
+    try:
+        return datetime.date.fromisoformat(d).isoformat() == d
+    except ValueError:
+        return False
 
 
 def device_name(site, dev):

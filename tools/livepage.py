@@ -17,13 +17,11 @@ time (WAL), and a reader never blocks it.
 Only verified events count (the `events` table); suspect ones are shown as a count.
 """
 import calendar
-import datetime
 import json
 import socket
 import sqlite3
 import threading
 import time
-import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tools import halldb
@@ -97,19 +95,8 @@ def business_day(db, payloads):
         if row:
             days.append((_json(row[0]) or {}).get("day"))
     days.extend(p.get("state", {}).get("day") for p in payloads.values())
-    days = [d for d in days if _is_day(d)]
+    days = [d for d in days if halldb.is_day(d)]
     return max(days) if days else None
-
-
-def _is_day(d):
-    """A real YYYY-MM-DD: a retained `state` is any broker client's word, and one bad `day`
-    (or an event's) must not take the page down nor sort above every real day."""
-    if not isinstance(d, str) or len(d) != 10:
-        return False
-    try:
-        return datetime.date.fromisoformat(d).isoformat() == d
-    except ValueError:
-        return False
 
 
 def day_window(day):

@@ -192,16 +192,6 @@ _TS_MIN, _TS_MAX = -62135596800 + 86400, 253402300799 - 86400
 _KEYS = ("ticket", "counter", "service", "req", "fin_seq", "kiosk", "staff")
 
 
-def is_day(d):
-    """A real YYYY-MM-DD."""
-    if not isinstance(d, str) or len(d) != 10:
-        return False
-    try:
-        return datetime.date.fromisoformat(d).isoformat() == d
-    except ValueError:
-        return False
-
-
 def _hashable(data):
     bad = [k for k in _KEYS if isinstance(data.get(k), (list, dict))]
     if not bad:
@@ -227,7 +217,7 @@ def read_events(db, hall, unreadable=None):
             if unreadable is not None:
                 unreadable.append((dev, seq))
             continue
-        if is_day(data.get("day")):
+        if halldb.is_day(data.get("day")):
             day = data["day"]
         out.append(Ev(dev, seq, etype, ts, _hashable(data), day or hall.business_day(ts)))
     return out
