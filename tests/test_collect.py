@@ -416,13 +416,8 @@ class CollectorProc:
 
 
 def _wait(fn, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
+    from tests.e2e.test_hall import wait_until
+    return wait_until(fn, timeout, what)
 
 
 class Device(threading.Thread):
