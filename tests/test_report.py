@@ -467,3 +467,26 @@ def test_a_simulated_hall_reports_the_ratings_it_was_given(tmp_path):
     assert len(recs) == 6 and all(all(v not in (None, "") for v in r.values()) for r in recs)
     assert all(r["record_id"].endswith("-hall01.kiosk") and r["rating_device"].startswith("hall01/ctr")
                for r in recs)
+
+
+def test_the_report_page_opens_in_chromium_and_shows_its_charts(tmp_path, small):
+    """As the hall manager opens index.html: the charts are drawn (SVG bars with their labels),
+    the figures table is there, nothing failed to load or threw; a screenshot is kept."""
+    from tests.browser import Browser, need_chromium
+    need_chromium()
+    db, _times = small
+    code, out = report(tmp_path, db, "--config", kiosk_config(tmp_path))
+    assert code == 0
+    shot = os.path.join(os.environ.get("QTERM_ARTIFACTS") or os.path.join(ROOT, "tests", "artifacts"),
+                        "report.png")
+    os.makedirs(os.path.dirname(shot), exist_ok=True)
+    with Browser(width=1300, height=1600) as b:
+        b.open("file://" + os.path.join(out, "index.html"))
+        charts = b.eval("document.querySelectorAll('svg').length")
+        bars = b.eval("document.querySelectorAll('svg rect').length")
+        text = b.eval("document.body.innerText")
+        b.screenshot(shot)
+        assert not b.events("Runtime.exceptionThrown")
+    assert charts >= 5 and bars >= 10, (charts, bars)
+    assert "满意率" in text and "70.0%" in text and "社保业务" in text, text[:500]
+    assert os.path.getsize(shot) > 10000
