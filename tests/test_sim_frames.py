@@ -12,8 +12,8 @@ import pytest
 from firmware import panel, textrender
 from firmware.font import Font
 from sim import frames
-from tests.broker import Broker
-from tests.e2e.harness import Sim, fast_config
+from tests.broker import Broker, Subscriber
+from tests.e2e.harness import Sim, command, fast_config
 
 
 def decode_png(data):
@@ -181,3 +181,26 @@ def test_display_png_follows_the_terminal_and_dies_with_it(broker):
             time.sleep(0.05)
     finally:
         sim.cleanup()
+
+
+def test_one_watcher_across_a_restart(broker):
+    """A config change restarts the device in the same process (exec): the watcher it already
+    has goes on, no second one is forked, and a new frame still comes."""
+    sub = Subscriber(broker.port, "qterm/#")
+    cfg = fast_config()
+    sim = Sim(broker.port, cfg).start()
+    try:
+        pid = sim.proc.pid
+        assert sim.press("ticket:A")["ok"]
+        before = _png(sim.state)
+        watchers = _watchers(pid)
+        assert len(watchers) == 1
+        r = command(sim, sub, cfg["key"], "config.set", {"patch": {"heartbeat_s": 10}}, timeout=15)
+        assert r["ok"] and r["result"]["restart"], r
+        sim.reconnect()
+        assert _watchers(pid) == watchers
+        assert sim.press("next")["ok"]
+        _png(sim.state, after=before)
+    finally:
+        sim.cleanup()
+        sub.stop()
