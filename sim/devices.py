@@ -164,9 +164,23 @@ class SimHal:
         self.is_up = True      # network link (the 'net' control op)
 
     def show(self, lines):
-        self.lines = list(lines)
+        lines = list(lines)
         if self.echo:
-            print("[display] " + " | ".join(self.lines))
+            print("[display] " + " | ".join(lines))
+        if lines == self.lines:
+            return
+        self.lines = lines
+        # The picture is the host's work (sim/frames.py renders <state>/display.png from this
+        # file); the device only writes the lines, temp then rename so no reader sees half.
+        try:
+            p = self._state_dir + "/display.txt"
+            with open(p + ".tmp", "w") as f:
+                for s in lines:
+                    f.write(s)
+                    f.write("\n")
+            os.rename(p + ".tmp", p)
+        except (OSError, MemoryError):
+            pass    # a missed frame: the display itself (self.lines) is right
 
     def set(self, what, on):
         self.state[what] = bool(on)

@@ -24,6 +24,7 @@ import mmap
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -34,7 +35,7 @@ VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
 
 # What goes into the image: the device's code and data, the hal interfaces, the doubles.
 _TREES = (("firmware", ("device",)), ("hal", ()), ("sim", ("main.py", "launch.py", "console.py", "config.example.json", "run", "hall", "hall.py",
-                                         "hallconf.py")))
+                                         "hallconf.py", "frames.py")))
 # Of the ESP32 drivers only the SYN6288's runs in the simulator: its voice double is a UART (sim/voice.py).
 _ESP32_IN_SIM = ("__init__.py", "syn6288.py")
 
@@ -225,7 +226,58 @@ def _uses_tls(argv):
     return False
 
 
+_PR_SET_PDEATHSIG = 1
+FRAMES = os.path.join(ROOT, "sim", "frames.py")
+
+
+def _frames_running(pid):
+    """pid is this process's display.png watcher (still there after a restart's exec)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return ppid == os.getpid() and FRAMES.encode() in f.read()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def start_frames(argv):
+    """Fork the host side of the display double (sim/frames.py: <state>/display.png) before
+    MicroPython starts, so it costs the device no heap; this process goes on to be the device
+    (same PID). The kernel kills the watcher when the device dies, SIGKILL included."""
+    opts = {}
+    for i in range(len(argv) - 1):
+        if argv[i] in ("--state", "--config"):
+            opts[argv[i]] = os.path.abspath(argv[i + 1])
+    old = os.environ.get("QTERM_FRAMES_PID", "")
+    if "--state" not in opts or (old.isdigit() and _frames_running(int(old))):
+        return
+    me = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        os.environ["QTERM_FRAMES_PID"] = str(pid)
+        return
+    try:
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != me:      # the device died before the line above
+            os._exit(0)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)   # ^C is the device's; the watcher follows it
+        os.chdir("/")               # never keep the state dir (or the caller's) busy
+        null = os.open(os.devnull, os.O_RDWR)
+        os.dup2(null, 0)
+        os.dup2(null, 1)
+        args = [sys.executable, FRAMES, "--state", opts["--state"], "--parent", str(me)]
+        if "--config" in opts:
+            args += ["--config", opts["--config"]]
+        os.execv(sys.executable, args)
+    finally:
+        os._exit(1)
+
+
 def main():
+    start_frames(sys.argv[1:])
     heap = os.environ.get("QTERM_HEAP")
     if not heap:
         heap = "%dK" % (96 + (_TLS_HEAP_KB if _uses_tls(sys.argv[1:]) else 0))
