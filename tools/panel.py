@@ -156,6 +156,9 @@ def _summary(status):
     for cid, c in sorted((status.get("counters") or {}).items()):
         if isinstance(c, dict):
             parts.append("%s号 %s%s" % (cid, c.get("state"), " " + c["serving"] if c.get("serving") else ""))
+    hall = status.get("hall")
+    if status.get("role") == "counter" and isinstance(hall, dict):
+        parts.append("%s%s" % (hall.get("state"), " " + str(hall["serving"]) if hall.get("serving") else ""))
     parts.append("outbox %s" % status.get("outbox"))
     parts.append("online" if status.get("connected") else "offline")
     return " · ".join(parts)
@@ -178,15 +181,14 @@ def panel_buttons(status, names=None):
             keys.append({"button": "ticket:%s:priority" % code, "label": "优先 priority " + code})
         if keys:
             groups.append({"title": "取号 Take a ticket", "keys": keys})
-    if role in ("all", "counter"):
+    if role == "all":           # one device, several counters: each press names its counter
         for cid in sorted(status.get("counters") or {}):
-            counter = cid if role == "all" else None     # a counter device presses its own keys
             title = names["counters"].get(cid) or "%s号窗口 Counter %s" % (cid, cid)
-            keys = [{"button": k, "label": k} for k in STAFF_KEYS + RATE_KEYS]
-            if counter:
-                for k in keys:
-                    k["counter"] = counter
-            groups.append({"title": title, "keys": keys})
+            groups.append({"title": title, "keys": [{"button": k, "label": k, "counter": cid}
+                                                    for k in STAFF_KEYS + RATE_KEYS]})
+    elif role == "counter":     # a counter device presses its own keys (its status names no id)
+        title = " ".join(names["counters"].values()) or "窗口 Counter"
+        groups.append({"title": title, "keys": [{"button": k, "label": k} for k in STAFF_KEYS + RATE_KEYS]})
     return groups
 
 
