@@ -4,6 +4,8 @@
 Each run gets its own state dir (QTERM_STATE) and control port (QTERM_CONTROL_PORT). The
 venv is already installed when the suite runs, so the command's install step is a no-op.
 """
+import http.client
+import json
 import os
 import pty
 import select
@@ -26,7 +28,9 @@ class Terminal:
     reaches the whole foreground process group, as in a person's terminal window)."""
 
     def __init__(self, state, control_port, **env):
-        e = dict(os.environ, QTERM_STATE=state, QTERM_CONTROL_PORT=str(control_port))
+        # its own panel port too: runs side by side must not meet on the default 7780
+        e = dict(os.environ, QTERM_STATE=state, QTERM_CONTROL_PORT=str(control_port),
+                 QTERM_PANEL_PORT=str(free_port()))
         e.update(env)
         self.pid, self.fd = pty.fork()
         if self.pid == 0:  # the child: becomes the command
@@ -201,6 +205,60 @@ def test_a_control_port_in_use_is_refused_before_anything_starts(state):
             assert status == 1 and "already in use" in term.text(), term.text()
             assert wait_gone(state) == {}
             assert not os.path.exists(os.path.join(state, "printer.bin"))
+        finally:
+            term.close()
+    finally:
+        busy.close()
+
+
+def _http(port, method, path, body=None, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    c.request(method, path, body=body, headers=headers or {})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, data
+
+
+def test_run_serves_the_browser_panel_and_stops_it(state):
+    panel_port = free_port()
+    term = Terminal(state, free_port(), QTERM_PANEL_PORT=str(panel_port))
+    try:
+        term.read_until(PROMPT, BOOT_S)
+        assert ("panel  http://127.0.0.1:%d/" % panel_port).encode() in term.out, term.text()[-1500:]
+        status, page = _http(panel_port, "GET", "/")
+        assert status == 200 and b"/panel.js" in page
+        status, data = _http(panel_port, "GET", "/api/panel")
+        dev = json.loads(data)["devices"][0]
+        assert status == 200 and dev["role"] == "all" and dev["error"] is None, dev
+        assert any(k["button"] == "ticket:A" for g in dev["buttons"] for k in g["keys"])
+        origin = "http://127.0.0.1:%d" % panel_port
+        status, data = _http(panel_port, "POST", "/api/press", json.dumps({"device": 0, "button": "ticket:A"}),
+                             {"Origin": origin, "Content-Type": "application/json"})
+        assert status == 200 and json.loads(data)["ticket"] == "A001", data
+        term.type(b"quit\r")
+        assert term.wait_exit(15) == 0
+        assert wait_gone(state) == {}, "the panel (or another part) was left running"
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", panel_port), 1).close()
+    finally:
+        term.close()
+
+
+def test_a_panel_port_in_use_is_said_and_the_run_goes_on(state):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        term = Terminal(state, free_port(), QTERM_PANEL_PORT=str(busy.getsockname()[1]))
+        try:
+            at = term.read_until(PROMPT, BOOT_S)
+            assert b"no browser panel this run" in term.out, term.text()[-1500:]
+            term.type(b"t A\r")
+            term.read_until(b'"ticket": "A001"', 15, at + len(PROMPT))
+            term.type(b"quit\r")
+            assert term.wait_exit(15) == 0
+            assert wait_gone(state) == {}
         finally:
             term.close()
     finally:

@@ -2,6 +2,7 @@
 # qterm developer entry: install (idempotent), run the simulator for a person, or run the tests.
 #   sh tools/dev.sh install   - apt mosquitto if missing, .venv with pinned packages
 #   sh tools/dev.sh run       - install, start a local mosquitto + one simulated terminal + console
+#                               + the browser panel on http://127.0.0.1:7780/ (QTERM_PANEL_PORT)
 #   sh tools/dev.sh run --hall N - the same with a hall (kiosk, N counters, screen: sim/hall)
 #   sh tools/dev.sh test [pytest args] - install (and chromium, unifont), run the whole test suite
 set -eu
@@ -117,6 +118,28 @@ while not os.path.exists(path):
 PY
 }
 
+# start_panel ARGS...: the browser panel (tools/panel.py) on 127.0.0.1:$QTERM_PANEL_PORT (7780).
+# It is an aid, not the simulator: a port in use or a panel that does not come up is said, and
+# the run goes on without it (the console and the devices work the same).
+start_panel() {
+  panel_port=${QTERM_PANEL_PORT:-7780}
+  if port_taken "$panel_port"; then
+    say "127.0.0.1:$panel_port is in use: no browser panel this run (choose another with QTERM_PANEL_PORT)"
+    return 0
+  fi
+  .venv/bin/python -m tools.panel --port "$panel_port" "$@" >"$state/panel.log" 2>&1 &
+  ppid_=$!
+  pids="$pids $ppid_"
+  rc=0
+  wait_port "$panel_port" "$ppid_" 10 || rc=$?
+  if [ "$rc" -eq 0 ]; then
+    say "panel  http://127.0.0.1:$panel_port/  (every device: display, buttons, tickets, events)"
+  else
+    say "the browser panel did not start ($state/panel.log); going on without it"
+    tail -n 5 "$state/panel.log" >&2 || true
+  fi
+}
+
 run() {
   hall=""
   if [ "${1:-}" = "--hall" ]; then
@@ -170,6 +193,8 @@ os.execv(sys.argv[1], sys.argv[1:])' \
   # The device's own output (boot line, display and voice) follows in this terminal.
   tail -n +1 -f --pid="$spid" "$state/sim.log" &
   pids="$pids $!"
+  start_panel --device "$control_port" --state "$state" --broker "127.0.0.1:$broker_port" \
+              --config "${QTERM_CONFIG:-sim/config.example.json}"
   say "broker 127.0.0.1:$broker_port  control 127.0.0.1:$control_port  state $state"
   say "watch events:  mosquitto_sub -h 127.0.0.1 -p $broker_port -v -t 'qterm/#'"
   if [ -t 0 ]; then
@@ -201,6 +226,7 @@ run_hall() {
   # Every device's display, voice and printer, marked with its name, follow in this terminal.
   tail -n +1 -f --pid="$hpid" "$state/hall.log" &
   pids="$pids $!"
+  start_panel --hall "$hdir/hall.json"
   say "broker 127.0.0.1:$broker_port  hall $hdir/hall.json  (devices and control ports: 'devices')"
   say "watch events:  mosquitto_sub -h 127.0.0.1 -p $broker_port -v -t 'qterm/#'"
   if [ -t 0 ]; then
