@@ -1,6 +1,6 @@
 """Ticket layout bytes (runs under CPython and MicroPython; tests/test_ticket_decode.py decodes them)."""
 from _util import rmtree, tmpdir
-from firmware import config, messages
+from firmware import config, messages, texts
 from firmware.gb2312 import Gb2312
 from firmware.ticket import print_ticket, render
 
@@ -196,6 +196,14 @@ def test_large_print_keeps_the_byte_budget_for_the_longest_texts():
     assert len(_print(_ticket(large=True))) <= 1024      # a usual one still fits app.sheet
 
 
+def _config(**over):
+    c = {"version": 1, "site": "s", "device": "term01", "key": "00" * 16, "hall": {"zh": "大厅", "en": "Hall"},
+         "services": [{"code": "A", "prefix": "A", "name": {"zh": "社保业务", "en": "Social Insurance"}}],
+         "counters": [{"id": "1", "services": ["A"]}]}
+    c.update(over)
+    return c
+
+
 class _Hall:
     tz = 480
     day = "2026-11-25"
@@ -205,7 +213,9 @@ class _App:
     """What ticket.render reads of the terminal."""
 
     def __init__(self, printer):
-        self.cfg = {"device": "term01", "printer": config.normalised({"printer": printer}, "printer")}
+        cfg = _config(printer=printer)
+        assert config.validate(cfg) == [], config.validate(cfg)
+        self.cfg = texts.compact(config.normalise(cfg))     # the config as the app keeps it
         self.langs = ["zh", "en"]
         self.hall = _Hall()
         self.sheet = bytearray(1024)
@@ -243,9 +253,7 @@ def test_large_print_setting_priority_by_default_all_and_off():
 
 
 def test_large_print_setting_is_validated_with_its_key_named():
-    base = {"version": 1, "site": "s", "device": "d", "key": "00" * 16, "hall": {"zh": "大厅", "en": "Hall"},
-            "services": [{"code": "A", "prefix": "A", "name": {"zh": "甲", "en": "A"}}],
-            "counters": [{"id": "1", "services": ["A"]}]}
+    base = _config()
     assert config.validate(base) == [] and config.normalise(base)["printer"]["large_print"] == "priority"
     for v in ("off", "priority", "all"):
         base["printer"] = {"large_print": v}
