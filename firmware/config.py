@@ -25,7 +25,7 @@ DEFAULTS = {
     "voice": False,
     "queue": {"max_recalls": 3, "priority_run": 3, "max_waiting": 200, "skipped_keep": 32, "next_guard_s": 3},
     "rating": {"window_s": 30, "reason_window_s": 15},
-    "printer": {"cols": 32, "notice": None, "qr_prefix": "", "settle_ms": 800},
+    "printer": {"cols": 32, "notice": None, "qr_prefix": "", "settle_ms": 800, "large_print": "priority"},
     "broker": {"host": "127.0.0.1", "port": 1883, "keepalive": 30, "tls": False,
                "ca": None, "user": None, "password": None, "confirm_s": 120},
     "outbox": {"max_kb": 256},
@@ -360,6 +360,8 @@ def _check_sections(c, cfg, langs):
         if "qr_prefix" in pr and not isinstance(pr["qr_prefix"], str):
             c.err("printer.qr_prefix", "expected text")
         c.int_range(pr, "settle_ms", "printer.", 0, 5000)
+        if pr.get("large_print", "off") not in ("off", "priority", "all"):
+            c.err("printer.large_print", "expected \"off\", \"priority\" (priority tickets, the default) or \"all\"")
     b = c.typed(cfg, "broker", "", "object", required=False)
     if b is not None:
         host = c.typed(b, "host", "broker.", "text", required=False)

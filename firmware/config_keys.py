@@ -12,7 +12,7 @@ KEYS = {
     "link": ("kiosk", "counter", "request_key", "calls"),
     "queue": ("max_recalls", "priority_run", "max_waiting", "skipped_keep", "next_guard_s"),
     "rating": ("window_s", "reason_window_s", "reasons"),
-    "printer": ("cols", "notice", "qr_prefix", "settle_ms"),
+    "printer": ("cols", "notice", "qr_prefix", "settle_ms", "large_print"),
     "broker": ("host", "port", "keepalive", "tls", "ca", "server_name", "user", "password", "confirm_s",
                "client_cert", "client_key"),
     "outbox": ("max_kb",),

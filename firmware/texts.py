@@ -67,5 +67,6 @@ def compact(cfg):
                      "codes": tuple(x["code"] for x in r["reasons"])}
     p = cfg["printer"]
     out["printer"] = {"cols": p["cols"], "qr_prefix": p.get("qr_prefix") or "",
-                      "settle_ms": p.get("settle_ms", 800), "notice": bool(p.get("notice"))}
+                      "settle_ms": p.get("settle_ms", 800), "notice": bool(p.get("notice")),
+                      "large_print": p.get("large_print", "priority")}
     return out

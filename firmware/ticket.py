@@ -2,19 +2,21 @@
 
     [hall, bold, centred]            XX市政务服务中心 / second language
     --------------------------------
-    [service]                        社保业务 / second language
+    [service, double size if large]  社保业务 / second language
     [mark, bold]                     【绿色通道 Priority】 or 【预约 Appointment】
     [number, double size, bold]      A001
                                      前面还有 3 人 / 3 ahead
                                      预计等候 约 12 分钟 / about 12 min
                                      取号时间 2026-11-25 14:50
     --------------------------------
-    [notice, left, wrapped]          请留意叫号，过号请重新取号。
+    [notice, left, double if large]  请留意叫号，过号请重新取号。
     [QR, centred]                    扫码查看排队进度 / Scan to follow the queue
     feed + partial cut
 
 Chinese and the second language share a line ("zh / en") when they fit, else
 each gets its own. Missing translations, counts or QR are simply left out.
+A large-print ticket (t["large"], for elderly citizens) prints the service and the notice at
+double size, wrapped to half the columns; without it the bytes are those of the plain ticket.
 """
 from firmware import calendar, messages
 from firmware.escpos import CENTRE, LEFT, EscPos, display_width
@@ -60,13 +62,17 @@ def _pair(p, zh, other):
         p.wrapped(other)
 
 
-def _both(p, names, lang2):
+def _both(p, names, lang2, big=False):
+    if big:
+        p.size(2, 2)    # wrapped() then breaks at half the columns
     zh = _tr(names, "zh")
     other = _tr(names, lang2)
     if zh:
         p.wrapped(zh)
     if other:
         p.wrapped(other)
+    if big:
+        p.size(1, 1)
 
 
 def print_ticket(write, t, cols, gb):
@@ -85,7 +91,8 @@ def print_ticket(write, t, cols, gb):
     p.emphasis(False)
     p.rule()
 
-    _both(p, t.get("service"), lang2)
+    large = t.get("large")
+    _both(p, t.get("service"), lang2, large)
     kind = t.get("kind")
     if kind == "priority" or kind == "appointment":
         p.emphasis(True)
@@ -121,7 +128,7 @@ def print_ticket(write, t, cols, gb):
     if notice:
         p.rule()
         p.align(LEFT)
-        _both(p, notice, lang2)
+        _both(p, notice, lang2, large)
         p.align(CENTRE)
 
     qr = t.get("qr")
@@ -146,6 +153,8 @@ def render(app, d):
             "time": calendar.stamp(app.now(), app.hall.tz),
             "notice": _names("notice", langs) if pcfg["notice"] else None,
             "lang2": langs[1] if len(langs) > 1 else None,
+            # large_print "all", or "priority" for a priority ticket (the kind names the mode)
+            "large": pcfg["large_print"] in ("all", d["kind"]),
             "qr": "%s%s/%s/%s" % (pcfg["qr_prefix"], app.cfg["device"], app.hall.day, d["ticket"])}
     sheet = _Sheet(app.sheet)
     with Gb2312() as gb:

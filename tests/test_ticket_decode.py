@@ -120,6 +120,23 @@ def test_long_notice_wrapped_and_budget_kept():
         assert notice["zh"] in body
 
 
+@pytest.mark.parametrize("cols", [32, 48])
+def test_large_print_reads_back_double_size_service_and_notice(cols):
+    plain, plain_data = one(make(kind="priority"), cols)
+    tk, data = one(make(kind="priority", large=True), cols)
+    half = cols // 2
+    texts = ("社保业务", "Social Insurance", make()["notice"]["zh"], make()["notice"]["en"])
+    service = wrap(texts[0], half) + wrap(texts[1], half)
+    notice = wrap(texts[2], half) + wrap(texts[3], half)
+    moved = [ln for x in texts for ln in wrap(x, cols)]     # where the plain ticket has them
+    assert tk.big_lines() == service + ["A001"] + notice
+    assert all(tk.sizes[i] == (2, 2) for i in tk.big)
+    assert max(width(ln) * tk.sizes[i][0] for i, ln in enumerate(tk.lines)) <= cols
+    small = [ln for i, ln in enumerate(tk.lines) if i not in tk.big]
+    assert small == [ln for i, ln in enumerate(plain.lines) if i not in plain.big and ln not in moved]
+    assert plain.big_lines() == ["A001"] and len(data) <= 2048
+
+
 def test_several_tickets_back_to_back_like_printer_bin(tmp_path):
     path = tmp_path / "printer.bin"
     with open(path, "wb") as f:

@@ -216,6 +216,19 @@ def test_validate_lists_every_error_with_its_json_path(tmp_path):
     assert doc["ok"] is False and [e["path"] for e in doc["errors"]] == expected
 
 
+def test_validate_names_a_large_print_value_it_does_not_know(tmp_path):
+    cfg = example_config()
+    for value, ok in (("all", True), ("off", True), ("huge", False)):
+        cfg["printer"] = dict(cfg["printer"], large_print=value)
+        path = tmp_path / "large.json"
+        path.write_text(json.dumps(cfg))
+        r = qterm("validate", path)
+        if ok:
+            assert r.returncode == 0 and "OK" in r.stdout, r.stdout + r.stderr
+        else:
+            assert r.returncode == 1 and "%s: printer.large_print: expected \"off\"" % path in r.stdout, r.stdout
+
+
 def test_validate_unreadable_or_broken_json(tmp_path):
     r = qterm("validate", tmp_path / "missing.json")
     assert r.returncode == 2 and "cannot read %s" % (tmp_path / "missing.json") in r.stderr
@@ -610,11 +623,14 @@ def test_ticket_prints_each_cut_ticket_as_text(printed, tmp_path):
     assert [h for h, _ in blocks] == ["--- ticket %d: cut ---" % n for n in (1, 2, 3)], r.stdout
     for (head, lines), number, service in zip(blocks, told, ("社保业务", "医保业务", "社保业务")):
         big = [ln.split(None, 1)[1] for ln in lines if ln.startswith("[big]")]
-        assert big == [number], (head, lines)
+        if number == told[2]:   # the priority ticket prints large (printer.large_print "priority")
+            assert big[:3] == [service, "Social Insurance", number] and "Please listen" in big, (head, lines)
+        else:
+            assert big == [number], (head, lines)
         assert "[QR] https://hall.example/t/term01/%s/%s" % (day, number) in lines, lines
         assert lines[0].strip() == "市民服务中心" and lines[1].strip() == "Citizen Service Center"
-        assert any(ln.strip() == service for ln in lines), lines
-        big_at = [i for i, ln in enumerate(lines) if ln.startswith("[big]")][0]
+        assert any(ln.replace("[big]", "").strip() == service for ln in lines), lines
+        big_at = [i for i, ln in enumerate(lines) if ln.startswith("[big]")][-1]
         assert lines.index("[QR] https://hall.example/t/term01/%s/%s" % (day, number)) > big_at
     assert any("绿色通道" in ln for ln in blocks[2][1]) and not any("绿色通道" in ln for ln in blocks[0][1])
     assert "3 ticket(s) shown, 3 cut, 0 not cut (%d bytes)" % len(data) in r.stdout

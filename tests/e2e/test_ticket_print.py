@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import time
 
 
@@ -16,6 +17,7 @@ from tests.escpos_decode import DecodeError, decode
 
 KEY = example_config()["key"]
 TZ_S = 480 * 60
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 INIT = b"\x1b@"   # ESC @ starts every ticket; GB2312 and the ASCII QR payload never contain it
 
 
@@ -121,6 +123,49 @@ def test_priority_and_appointment_tickets_carry_their_mark(hall, sub):
     i = index(pri.lines, "【绿色通道 Priority】")
     assert i in pri.bold and i < pri.lines.index("A001")
     assert "【预约 Appointment】" in appt.lines and appt.big_lines() == ["A002"] and appt.cut
+
+
+def _qterm_ticket(sim):
+    """`tools/qterm ticket` on the simulator's state dir: [[line, ...] per ticket], as a person reads it."""
+    r = subprocess.run([os.path.join(ROOT, "tools", "qterm"), "ticket", sim.state], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = []
+    for ln in r.stdout.splitlines():
+        if ln.startswith("--- ticket "):
+            out.append([])
+        elif out and ln.strip():
+            out[-1].append(ln)
+    return out
+
+
+def _big(lines):
+    return [ln.split(None, 1)[1] for ln in lines if ln.startswith("[big]")]
+
+
+def test_large_print_priority_by_default_then_all_by_config_set(hall, sub):
+    """A priority ticket prints its service name and notice at double size (printer.large_print
+    defaults to "priority"); a normal one only its number. config.set turns it on for every ticket
+    and refuses a value it does not know, naming the key."""
+    notice = example_config()["printer"]["notice"]
+    assert hall.press("ticket:A:priority")["ticket"] == "A001"
+    assert hall.press("ticket:A")["ticket"] == "A002"
+    pri, normal = _qterm_ticket(hall)
+    assert _big(pri)[:3] == ["社保业务", "Social Insurance", "A001"], pri
+    assert "".join(_big(pri)[3:]).replace(" ", "") == (notice["zh"] + notice["en"]).replace(" ", ""), pri
+    assert _big(normal) == ["A002"], normal
+    for t in decode(hall.printer_bytes()):
+        assert t.nbytes <= 1024 and widest(t) <= 32, t.lines   # app.sheet; 58 mm paper
+    hall.wait_drained()
+    r = command(hall, sub, KEY, "config.set", {"patch": {"printer": {"large_print": "loud"}}}, timeout=15)
+    assert r["ok"] is False and r["error"] == "bad_config" and "printer.large_print" in r["detail"], r
+    hall.reconnect()
+    r = command(hall, sub, KEY, "config.set", {"patch": {"printer": {"large_print": "all"}}}, timeout=15)
+    assert r["ok"], r
+    hall.reconnect()
+    assert hall.press("ticket:B")["ticket"] == "B001"
+    last = _qterm_ticket(hall)[-1]
+    assert _big(last)[:4] == ["医保业务", "Medical", "Insurance", "B001"], last   # 16 columns at double width
 
 
 def test_characters_outside_gb2312_print_as_a_visible_mark(broker):

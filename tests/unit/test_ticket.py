@@ -1,6 +1,8 @@
 """Ticket layout bytes (runs under CPython and MicroPython; tests/test_ticket_decode.py decodes them)."""
+from _util import rmtree, tmpdir
+from firmware import config, messages, texts
 from firmware.gb2312 import Gb2312
-from firmware.ticket import print_ticket
+from firmware.ticket import print_ticket, render
 
 _GB = Gb2312()
 
@@ -135,3 +137,131 @@ def test_sheet_gathers_a_ticket_in_place_and_spills_a_longer_one():
     sheet = _Sheet(small)
     print_ticket(sheet.write, _ticket(), 32, _GB)
     assert sheet.buf is not small and bytes(sheet.buf[:sheet.n]) == whole  # moved, nothing lost
+
+
+# ---- large print (printer.large_print) ------------------------------------------------------
+
+_BIG = b"\x1d!\x11"
+_PLAIN = b"\x1d!\x00"
+_LONG = {"zh": "请留意叫号，过号请重新取号。本票仅限当日使用，请妥善保管。" * 3,
+         "en": "Please listen for your number; if you miss it, take a new ticket. " * 3}
+
+
+def _big_runs(b):
+    """The byte runs printed at double size that are not the number (between GS ! 0x11 and GS ! 0)."""
+    runs = []
+    i = b.find(_BIG)
+    while i >= 0:
+        j = b.index(_PLAIN, i)
+        run = b[i + 3:j]
+        if not run.startswith(b"\x1bE\x01"):  # the number: bold inside its double size
+            runs.append(run)
+        i = b.find(_BIG, j)
+    return runs
+
+
+def test_a_plain_ticket_is_byte_for_byte_what_it_was_before_large_print():
+    import binascii
+    import hashlib
+    h = hashlib.sha256()
+    for cols in (32, 48):
+        for kind in ("normal", "priority", "appointment"):
+            b = _print(_ticket(kind=kind), cols)
+            assert _print(_ticket(kind=kind, large=False), cols) == b
+            h.update(b)
+    # sha256 of these six tickets as printed before large print existed (update only on purpose)
+    assert binascii.hexlify(h.digest()) == b"8f90bf6ff6471069cb9416143792ba5bc213ec870fc827fc9ecba55873ad6ae1"
+    assert _big_runs(_print(_ticket())) == []
+
+
+def test_large_print_doubles_service_and_notice_wrapped_to_half_the_columns():
+    b = _print(_ticket(large=True))
+    assert _big_runs(b) == [_gb("社保业务\nSocial Insurance\n"),
+                            _gb("请留意叫号，过号\n请重新取号。\nPlease wait for\nyour number.\n")]
+    assert b"\x1d!\x11\x1bE\x01A001\n\x1bE\x00\x1d!\x00" in b      # the number stays large
+    assert _gb("前面还有 3 人 / 3 ahead") in b                           # the rest at normal size
+    for cols in (32, 48):
+        for run in _big_runs(_print(_ticket(large=True, notice=_LONG), cols)):
+            for line in run.split(b"\n"):
+                assert len(line) <= cols // 2, (cols, line)   # GB2312: one byte per column
+
+
+def test_large_print_keeps_the_byte_budget_for_the_longest_texts():
+    service = {"zh": "社会保障卡及医疗保险综合业务", "en": "Social Security Card and Medical Insurance"}
+    hall = {"zh": "深圳市南山区政务服务中心", "en": "Nanshan District Government Service Center"}
+    for cols in (32, 48):
+        for kind in ("normal", "priority", "appointment"):
+            b = _print(_ticket(kind=kind, notice=_LONG, service=service, hall=hall, large=True), cols)
+            assert len(b) <= 2048, (cols, kind, len(b))
+    assert len(_print(_ticket(large=True))) <= 1024      # a usual one still fits app.sheet
+
+
+def _config(**over):
+    c = {"version": 1, "site": "s", "device": "term01", "key": "00" * 16, "hall": {"zh": "大厅", "en": "Hall"},
+         "services": [{"code": "A", "prefix": "A", "name": {"zh": "社保业务", "en": "Social Insurance"}}],
+         "counters": [{"id": "1", "services": ["A"]}]}
+    c.update(over)
+    return c
+
+
+class _Hall:
+    tz = 480
+    day = "2026-11-25"
+
+
+class _App:
+    """What ticket.render reads of the terminal."""
+
+    def __init__(self, printer):
+        cfg = _config(printer=printer)
+        assert config.validate(cfg) == [], config.validate(cfg)
+        self.cfg = texts.compact(config.normalise(cfg))     # the config as the app keeps it
+        self.langs = ["zh", "en"]
+        self.hall = _Hall()
+        self.sheet = bytearray(1024)
+
+    def now(self):
+        return 1795618068
+
+
+def _rendered(large_print, kind):
+    pr = {"cols": 32, "notice": {"zh": "请留意叫号", "en": "Listen for your number"}, "qr_prefix": "q/"}
+    if large_print is not None:
+        pr["large_print"] = large_print
+    d = {"ticket": "A001", "service": "A", "kind": kind, "ahead": 0, "wait_min": 0}
+    return bytes(render(_App(pr), d))
+
+
+def test_large_print_setting_priority_by_default_all_and_off():
+    d = tmpdir("large")
+    path = messages.TEXTS
+    try:
+        with open(d + "/texts.txt", "w") as f:
+            f.write("svc.A\t社保业务\tSocial Insurance\nnotice\t请留意叫号\tListen for your number\n")
+        messages.TEXTS = d + "/texts.txt"
+        big = [_gb("社保业务\nSocial Insurance\n"), _gb("请留意叫号\nListen for your\nnumber\n")]
+        for setting, kind, large in ((None, "priority", True), (None, "normal", False),
+                                     ("priority", "priority", True), ("priority", "appointment", False),
+                                     ("all", "normal", True), ("all", "appointment", True),
+                                     ("off", "priority", False), ("off", "normal", False)):
+            b = _rendered(setting, kind)
+            assert _big_runs(b) == (big if large else []), (setting, kind)
+            assert b.endswith(b"\x1dVB\x04")
+    finally:
+        messages.TEXTS = path
+        rmtree(d)
+
+
+def test_large_print_setting_is_validated_with_its_key_named():
+    base = _config()
+    assert config.validate(base) == [] and config.normalise(base)["printer"]["large_print"] == "priority"
+    for v in ("off", "priority", "all"):
+        base["printer"] = {"large_print": v}
+        assert config.validate(base) == [], v
+    for v in ("big", "", True, 2, None, ["all"]):
+        base["printer"] = {"large_print": v}
+        errs = config.validate(base)
+        assert [p for p, _ in errs] == ["printer.large_print"], (v, errs)
+        assert '"off", "priority"' in errs[0][1]
+    base["printer"] = {"large": "all"}
+    assert [p for p, _ in config.validate(base)] == ["printer.large"]
