@@ -93,6 +93,43 @@ def test_symbol_structure(text):
         assert [m[i // 3][n - 11 + i % 3] for i in range(18)] == [bits >> i & 1 for i in range(18)]
 
 
+def _zbar_png(matrix, scale=4, quiet=4):
+    """The symbol as a grayscale PNG (sim/frames.png), as a camera would see it on paper."""
+    from sim.frames import png
+    n = len(matrix)
+    size = (n + 2 * quiet) * scale
+    rows = []
+    for y in range(size):
+        yy = y // scale - quiet
+        rows.append(bytes(0 if 0 <= yy < n and 0 <= x // scale - quiet < n and matrix[yy][x // scale - quiet]
+                          else 255 for x in range(size)))
+    return png(size, size, rows, depth=8, color=0)
+
+
+def test_an_independent_decoder_reads_every_symbol_back(tmp_path):
+    """zbarimg (Debian zbar-tools, installed by the test command) reads back what tools/qr.py
+    encodes: the ticket's URL under each of the eight masks, UTF-8 text, and random payloads
+    of 1..210 bytes (versions 1..10)."""
+    import random
+    import shutil
+    import subprocess
+    if shutil.which("zbarimg") is None:
+        why = "zbarimg not found: apt-get install -y zbar-tools (sh tools/dev.sh test does)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    rnd = random.Random(1)
+    url = "https://q.example/v/hall01/term01/2026-12-03/A001"
+    cases = [(url, k) for k in range(8)] + [("请 A001 号到 3号窗口", None), ("x" * 210, None)]
+    cases += [("".join(rnd.choice("abcdefghijklmnopqrstuvwxyz0123456789/:.-?=&")
+                       for _ in range(rnd.randint(1, 210))), None) for _ in range(12)]
+    for i, (data, mask) in enumerate(cases):
+        path = tmp_path / ("q%d.png" % i)
+        path.write_bytes(_zbar_png(qr.encode(data) if mask is None else qr.encode(data, mask)))
+        r = subprocess.run(["zbarimg", "-q", "--raw", "-Sbinary", str(path)], capture_output=True, timeout=30)
+        assert r.stdout.rstrip(b"\n") == data.encode("utf-8"), (data, mask, r.stdout[:60], r.stderr[-200:])
+
+
 def test_svg_is_a_square_of_the_symbol_plus_quiet_zone():
     m = qr.encode("A001")
     s = qr.svg(m)

@@ -4,7 +4,7 @@
 #   sh tools/dev.sh run       - install, start a local mosquitto + one simulated terminal + console
 #                               + the browser panel on http://127.0.0.1:7780/ (QTERM_PANEL_PORT)
 #   sh tools/dev.sh run --hall N - the same with a hall (kiosk, N counters, screen: sim/hall)
-#   sh tools/dev.sh test [pytest args] - install (and chromium, unifont), run the whole test suite
+#   sh tools/dev.sh test [pytest args] - install (and chromium, unifont, zbar-tools), run the whole test suite
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -237,12 +237,14 @@ run_hall() {
 }
 
 # test_packages: what the tests use beyond the simulator: headless Chromium (the pages the project
-# serves, opened as a person's browser would) and GNU Unifont (the source of the display font,
-# regenerated and compared by a test; its OpenType face, a dependency, lets Chromium draw Chinese).
+# serves, opened as a person's browser would), GNU Unifont (the source of the display font,
+# regenerated and compared by a test; its OpenType face, a dependency, lets Chromium draw Chinese)
+# and zbar-tools (an independent QR decoder: the panel's QR codes must scan).
 test_packages() {
   missing=""
   command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
   [ -r /usr/share/unifont/unifont.hex ] || missing="$missing unifont"
+  command -v zbarimg >/dev/null 2>&1 || missing="$missing zbar-tools"
   if [ -n "$missing" ]; then
     say "installing$missing (apt)"
     export DEBIAN_FRONTEND=noninteractive
