@@ -124,8 +124,8 @@ def geometry(cfg):
     if kind == "st7789":
         w, h = 240, int(d.get("height", 240))
         return ("face", h, w) if int(d.get("rotation", 0)) & 1 else ("face", w, h)
-    if (cfg or {}).get("role") == "screen":
-        return "led", 256, 32
+    # no display configured: the face, 320 x 240 (an ST7789 in landscape) - a panel one can
+    # build with hal/esp32 and big enough for every line a role shows (a call screen's last calls)
     return "face", 320, 240
 
 

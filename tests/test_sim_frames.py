@@ -95,7 +95,7 @@ def test_led_frame_is_textrender_output():
 
 def test_geometry_per_config_and_role():
     g = frames.geometry
-    assert g({"role": "screen"}) == ("led", 256, 32)
+    assert g({"role": "screen"}) == ("face", 320, 240)
     assert g({"role": "counter"}) == ("face", 320, 240)
     assert g({"role": "all"}) == ("face", 320, 240)
     assert g({"role": "screen", "board": {"display": {"type": "hub12", "modules": 4}}}) == ("led", 128, 16)
