@@ -389,8 +389,7 @@ class App:
             if not self.emit(etype, data):
                 self.full_refusals += 1
                 return {"ok": False, "refused": "outbox_full" if self.fault == "storage.full" else "storage_error"}
-            screens.show(self, screens.both("ticket", self.langs, (messages.hall_text(
-                "svc." + data["service"], data["service"]), data["ticket"], data["ahead"])), data["ticket"], 5)
+            screens.show(self, messages.lines("ticket", self.langs, data["ticket"], data["ahead"]), data["ticket"], 5)
             if paper:
                 await self._print(paper)
             return {"ok": True, "event": etype, "ticket": data["ticket"], "ahead": data["ahead"],

@@ -40,8 +40,6 @@ def test_lines_take_each_languages_own_name():
     assert screens.call_lines(ZH_EN, "A001", "1") == ["请 A001 号到 1号窗口 办理", "A001 please go to Counter 1"]
     assert screens.call_lines(["zh"], "A001", "1") == ["请 A001 号到 1号窗口 办理"]
     assert screens.call_lines(ZH_EN, "A002", "9") == ["请 A002 号到 9 办理", "A002 please go to 9"]
-    assert screens.both("ticket", ZH_EN, (messages.hall_text("svc.A"), "A003", 2)) == \
-        ["综合业务 您的号码 A003 前面 2 人", "General: your number A003, 2 ahead"]
     assert screens.both("waiting", ZH_EN, (messages.hall_text("svc.A"), 0)) == ["综合业务 等候 0 人", "General: 0 waiting"]
     assert screens.paused(ZH_EN, "meeting") == ["暂停服务 开会", "Service paused meeting"]
     assert screens.paused(ZH_EN, "") == ["暂停服务", "Service paused"]
