@@ -56,15 +56,3 @@ def _held(m, names):
             if v is m:
                 return True
     return False
-
-
-def data_file(name):
-    """Path of a data file kept beside the firmware's code (gb2312.bin, font16.bin): in the
-    package's folder on flash or in the ROMFS image; frozen code has no folder, then the
-    board's firmware/ directory."""
-    try:
-        here = __file__
-    except NameError:
-        return "firmware/" + name
-    cut = here.rfind("/")
-    return (here[:cut + 1] if cut >= 0 else "") + name

@@ -25,8 +25,12 @@ _NONE = const(0xFFFF)     # cached "not in the font"
 
 
 def default_path():
-    from firmware import data_file
-    return data_file("font16.bin")
+    try:
+        here = __file__
+    except NameError:  # frozen module: no file beside it
+        return "firmware/font16.bin"
+    cut = here.rfind("/")
+    return (here[:cut + 1] if cut >= 0 else "") + "font16.bin"
 
 
 class Font:

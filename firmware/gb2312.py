@@ -59,8 +59,12 @@ def code_point(buf, i):
 
 
 def default_path():
-    from firmware import data_file
-    return data_file("gb2312.bin")
+    try:
+        here = __file__
+    except NameError:  # frozen module: no file beside it
+        return "firmware/gb2312.bin"
+    cut = here.rfind("/")
+    return (here[:cut + 1] if cut >= 0 else "") + "gb2312.bin"
 
 
 class Gb2312:
