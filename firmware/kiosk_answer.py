@@ -65,12 +65,11 @@ def _apply(app, cid, op, args, n):
 
 
 def _state(k, r, c):
-    """What the counter shows after it: what it serves now, open/paused/closed (and why), staff, day."""
+    """What the counter shows after it: what it serves now, open/paused/closed, staff, day."""
     h = k.app.hall
     r["state"] = c.state
     r["day"] = h.day
     r["staff"] = c.staff
-    r["reason"] = c.reason
     if c.current is not None:
         f = h._ticket_fields(c, c.current)
         r["serving"] = [f["ticket"], f["service"]]

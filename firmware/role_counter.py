@@ -5,7 +5,7 @@ The kiosk is the truth about the queue; this device is the truth about its ratin
 must not forget across a power cut is in <root>/link.json, written before anything is sent:
   n        the last request number used (never reused, so the kiosk applies each once)
   pend     [n] of a `finish` the kiosk has not confirmed yet (delivered, once, when it is back)
-  serving  [ticket, service] this window serves; state/reason/staff/day as the kiosk last said
+  serving  [ticket, service] this window serves; state/staff/day as the kiosk last said
   rate     [ticket, service, staff, opened ts, finish request n, finish event seq, day] of the
            open rating window: a rating names the kiosk's finished service by it
 A staff key is asked twice at most (same n, ~4 s in all); no answer -> "not sent" on the
@@ -50,7 +50,6 @@ class CounterLink:
         self.serving = st.get("serving")
         self.state = st.get("state", "open")
         self.staff = st.get("staff")
-        self.reason = st.get("reason", "")
         self.day = st.get("day", "")
         self.rate = st.get("rate")
         self.reached = None     # the kiosk answered the last request (None: not asked yet)
@@ -76,7 +75,7 @@ class CounterLink:
         is rare next to the heap it would hold all day)."""
         from firmware import store
         store.write_json(self.path, {"n": self.n, "pend": self.pend, "serving": self.serving,
-                                     "state": self.state, "staff": self.staff, "reason": self.reason, "day": self.day,
+                                     "state": self.state, "staff": self.staff, "day": self.day,
                                      "rate": self.rate})
         store = None
         release("store")
@@ -157,7 +156,6 @@ class CounterLink:
             self.serving = list(s) if s else None
         self.state = r.get("state", self.state)
         self.staff = r.get("staff")
-        self.reason = r.get("reason", "")
         self.day = r.get("day", self.day)
         self.save()
 
@@ -319,20 +317,13 @@ class CounterLink:
             return False
         langs = app.langs
         if self.state == "paused":
-            lines, fig = screens.paused(langs, self.reason), "P"
+            lines, fig = messages.lines("paused", langs, ""), "P"
         elif self.state == "closed":
             lines, fig = messages.lines("closed", langs), "----"
         elif self.serving:
             lines, fig = messages.lines("serving", langs, self.serving[0]), self.serving[0]
         else:
             lines, fig = messages.lines("welcome", langs), ""
-        # who is on duty: 1号窗口 工号 S001 (and a name where the hall's texts give one)
-        ctr = messages.hall_text("ctr." + self.cid, self.cid)
-        s = self.staff
-        if s:
-            lines.extend(screens.both("staff", langs, (ctr, s, messages.hall_text("staff." + s, ""))))
-        else:
-            lines.extend(screens.both("staff.none", langs, (ctr,)))
         screens.show(app, lines, fig, 0)
         return True
 

@@ -93,17 +93,14 @@ class Kiosk:
         return False
 
     def home(self):
-        """The kiosk's display: the welcome and each service's waiting count (综合业务 等候 3 人),
-        under the last call's figure (never one counter's pause: its counters are other devices)."""
+        """The kiosk's display: the last call in the hall, else the welcome (never one counter's
+        pause: its counters are other devices)."""
         from firmware import messages
         app = self.app
-        langs = app.langs
-        lines = messages.lines("welcome", langs)
-        h = app.hall
-        for s in h.services:
-            lines.extend(screens.both("waiting", langs, (messages.hall_text("svc." + s.code, s.code),
-                                                         h.waiting_count(s))))
-        screens.show(app, lines, app.call[1] if app.call else "", 0)
+        if app.call:
+            screens.show(app, list(app.call[0]), app.call[1], 0)
+        else:
+            screens.show(app, messages.lines("welcome", app.langs), "", 0)
         return True
 
     def tick(self, now_ms):

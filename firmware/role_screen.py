@@ -17,7 +17,6 @@ import asyncio
 
 from firmware import messages, screens, store
 from firmware.announcer import Announcer
-from firmware.textrender import flash_on
 
 FLASH_MS = 6000
 STALE_S = 120
@@ -86,36 +85,31 @@ class Screen:
         screens.home(self.app)
 
     def home(self):
-        """The newest call in both languages (lines[1:3]: what flashes), then a line for each
-        call before it: A001 1号窗口 Counter 1."""
+        """The newest call in both languages, then the calls before it."""
         app = self.app
-        langs = app.langs
         if not self.calls:
-            screens.show(app, messages.lines("welcome", langs), "", 0)
+            screens.show(app, messages.lines("welcome", app.langs), "", 0)
             return True
         t, cid, _ = self.calls[0]
-        lines = screens.call_lines(langs, t, cid)
-        if not self.lit:    # the newest call's lines go dark, the rest of the screen stays
-            lines = ["" for _ in lines]
+        if self.lit:
+            lines = screens.call_lines(app.langs, t, cid)
+        else:
+            lines = ["" for _ in app.langs[:2]]
         if len(self.calls) > 1:
-            lines.append(" ".join(messages.lines("calls", langs)))
-            for c in self.calls[1:]:
-                n = messages.hall_text("ctr." + c[1], c[1])
-                lines.append("%s %s %s" % (c[0], n[0], n[1]) if len(langs) > 1 and n[1] != n[0] else "%s %s" % (c[0], n[0]))
+            lines.append(messages.lines("calls", app.langs)[0] + ": " +
+                         "  ".join("%s>%s" % (c[0], c[1]) for c in self.calls[1:]))
         screens.show(app, lines, "%s %s" % (t, cid) if self.lit else "", 0)
         return True
 
     def tick(self, now_ms):
-        """Every 200 ms: the newest call flashes (firmware/textrender.flash_on: 400 ms on, 400 ms
-        off) until FLASH_MS, then stays lit."""
+        """Every 200 ms: the newest call flashes (on and off each 400 ms) until FLASH_MS."""
         if not self.flash_until:
             return
-        left = ticks_diff(self.flash_until, now_ms)
-        if left <= 0:
+        if ticks_diff(now_ms, self.flash_until) >= 0:
             self.flash_until = 0
             self.lit = True
         else:
-            self.lit = flash_on((FLASH_MS - left) // 200, 2, 0)
+            self.lit = (now_ms // 400) % 2 == 0
         screens.home(self.app)
 
     async def run(self):

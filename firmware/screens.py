@@ -13,28 +13,13 @@ _SCORE = const(1)      # RatingPad stages (firmware/rating.py)
 _REASON = const(2)
 
 
-def both(key, langs, args):
-    """messages' key, one line per configured language (at most two); an item of args that is
-    a pair - a counter's, service's or staff member's name, a pause reason - gives each
-    language its own word."""
-    fmt = messages.text(key) or (key, key)
-    out = []
-    for i in range(min(2, len(langs))):
-        try:
-            out.append((fmt[i] % tuple(a[i] if type(a) is tuple else a for a in args)).rstrip())
-        except TypeError:
-            out.append(fmt[i])
-    return out
-
-
 def call_lines(langs, ticket, cid):
     """请 A001 号到 1号窗口 办理 / A001 please go to Counter 1: one line per language."""
-    return both("call", langs, (ticket, messages.hall_text("ctr." + cid, cid)))
-
-
-def paused(langs, reason):
-    """暂停服务 开会 / Service paused meeting: the reason a counter gave, in words."""
-    return both("paused", langs, (messages.text("pause." + reason) or (reason, reason),))
+    cname, second = messages.hall_text("ctr." + cid, cid)
+    lines = messages.lines("call", langs, ticket, cname)
+    if len(lines) > 1:
+        lines[1] = messages.text("call")[1] % (ticket, second)
+    return lines
 
 
 def show(app, lines, figure, hold_s):
@@ -72,16 +57,11 @@ def home(app):
     c = app.hall.counter(app.home)
     pad = app.pads[app.home]
     if c.state == "paused":
-        show(app, paused(langs, c.reason), "P", 0)
+        show(app, messages.lines("paused", langs, c.reason), "P", 0)
     elif c.state == "closed":
         show(app, messages.lines("closed", langs), "----", 0)
     elif pad.stage == _SCORE:
-        lines = messages.lines("rate", langs, pad.ticket)
-        # the five choices, a line each with the button that gives it: 5 非常满意 Very satisfied
-        for n in range(5, 0, -1):
-            w = messages.text("score.%d" % n)
-            lines.append("%d %s %s" % (n, w[0], w[1]) if len(langs) > 1 else "%d %s" % (n, w[0]))
-        show(app, lines, pad.ticket, 0)
+        show(app, messages.lines("rate", langs, pad.ticket), pad.ticket, 0)
     elif pad.stage == _REASON:
         lines = messages.lines("reason", langs)
         # each reason is labelled with the button that picks it (rate5 = the first reason)

@@ -81,9 +81,6 @@ def test_finish_invites_one_press_is_the_rating_and_thanks_follow(sim, sub):
     d = _display(sim)
     assert "请对本次服务评价 %s" % ticket in d["lines"], d
     assert "Please rate this service %s" % ticket in d["lines"], d
-    # the five choices, each with the button that gives it, best first
-    assert d["lines"][-5:] == ["5 非常满意 Very satisfied", "4 满意 Satisfied", "3 基本满意 Fairly satisfied",
-                               "2 不满意 Dissatisfied", "1 非常不满意 Very dissatisfied"], d
     assert d["indicator"].get("rate") is True
     assert "评价" in d["voice"][-1], d["voice"]  # the example config has voice: true
     s = sim.status()
