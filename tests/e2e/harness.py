@@ -268,6 +268,13 @@ def command(sim, sub, key_hex, op, args=None, timeout=5.0, **kw):
     return send_raw_command(sim, sub, cmd, cmd["id"], timeout)
 
 
+def ok(reply):
+    """assert a reply is ok, showing the reply when it is not (a refusal for memory then
+    names itself: tests/conftest.py runs such a test again)."""
+    assert reply.get("ok"), reply
+    return reply
+
+
 def send_raw_command(sim, sub, payload, cid, timeout=5.0, site="hall01", dev="term01"):
     base = "qterm/v1/%s/%s/" % (site, dev)
     before = len(sub.lines())

@@ -27,7 +27,7 @@ import time
 from collections import Counter
 
 from tests.broker import Subscriber
-from tests.e2e.harness import (ROOT, command, events, example_config, send_raw_command, sign_command,
+from tests.e2e.harness import (ok, ROOT, command, events, example_config, send_raw_command, sign_command,
                                   wait_event)
 
 KEY = example_config()["key"]
@@ -349,7 +349,7 @@ def _serves(sim, sub):
     r = sim.press("rate5", "2")
     assert r.get("event") == "rating.submitted", r
     assert sim.status()["connected"]
-    assert command(sim, sub, KEY, "ping")["ok"]
+    ok(command(sim, sub, KEY, "ping"))
     return r["ticket"]
 
 
@@ -478,7 +478,7 @@ def test_a_burst_beyond_the_queue_is_dropped_and_counted(sim, sub):
     assert len(got) == len(set(got)) and all(r["ok"] for r in replies), replies
     assert set(got) <= set(c["id"] for c in cmds)
     assert len(got) + dropped == 20 and len(got) >= 8, (len(got), dropped)
-    assert command(sim, sub, KEY, "ping")["ok"]
+    ok(command(sim, sub, KEY, "ping"))
 
 
 def test_replay_is_rejected_even_after_many_other_commands(sim, sub):
@@ -671,7 +671,7 @@ def test_a_flood_of_junk_commands_leaves_the_terminal_serving(broker, hall):
         refused = len(alone) + sum(d["count"] for d in summaries)
         assert 0.9 * sent[0] <= refused + dropped <= sent[0] + 1 and dropped > 0, (refused, dropped, sent)
         wait_event(evt, "device.heartbeat", lambda e: e["data"].get("cmd_dropped") == dropped)
-        assert command(sim, rep, KEY, "ping")["ok"]
+        ok(command(sim, rep, KEY, "ping"))
         assert sim.press("ticket:B")["ok"]
         wait_capture_complete(sim, evt)
         assert "RESULT: clean" in verify_capture(evt.path)

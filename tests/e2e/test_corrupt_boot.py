@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.e2e.harness import ROOT, Sim, command, events, example_config, send_raw_command, sign_command
+from tests.e2e.harness import ok, ROOT, Sim, command, events, example_config, send_raw_command, sign_command
 
 KEY = example_config()["key"]
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
@@ -340,7 +340,7 @@ def test_damaged_replay_cache(hall):
     pause = sign_command(KEY, "counter.pause", {"counter": "2", "reason": "meeting"})
     r0 = send_raw_command(sim, sub, pause, pause["id"])
     assert r0["ok"], r0
-    assert command(sim, sub, KEY, "counter.resume", {"counter": "2"})["ok"]
+    ok(command(sim, sub, KEY, "counter.resume", {"counter": "2"}))
     sim.wait_drained()
     sim.kill()
     with open(os.path.join(sim.state, "flash", "cmd_seen.bin"), "r+b") as f:

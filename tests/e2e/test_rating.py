@@ -7,7 +7,7 @@ import json
 import time
 
 from tests.broker import Subscriber
-from tests.e2e.harness import Sim, command, events, example_config, wait_event
+from tests.e2e.harness import ok, Sim, command, events, example_config, wait_event
 
 KEY = example_config()["key"]
 REASONS = ["attitude", "wait", "slow", "unclear", "other"]  # rate5 .. rate1 in the reason step
@@ -201,7 +201,7 @@ def test_bad_scores_open_the_reason_step(broker, sub):
 
 def test_rating_names_the_staff_signed_in_when_the_service_finished(sim, sub):
     sim.wait_drained()
-    assert command(sim, sub, KEY, "staff.signin", {"counter": "1", "staff": "S777"})["ok"]
+    ok(command(sim, sub, KEY, "staff.signin", {"counter": "1", "staff": "S777"}))
     a1, _ = _serve(sim)
     # sign-in is refused while someone is being served, allowed while the pad waits
     sim.press("ticket:A")
@@ -214,7 +214,7 @@ def test_rating_names_the_staff_signed_in_when_the_service_finished(sim, sub):
     assert sim.press("rate5")["ticket"] == a2           # finished under S777
     a3, _ = _serve(sim)
     assert sim.press("rate4")["ticket"] == a3           # finished under S888
-    assert command(sim, sub, KEY, "staff.signout", {"counter": "1"})["ok"]
+    ok(command(sim, sub, KEY, "staff.signout", {"counter": "1"}))
     a4, _ = _serve(sim)
     assert sim.press("rate3")["ticket"] == a4           # nobody signed in
     assert sim.staff("signin", staff="S999", counter="2")["ok"]

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 
-from tests.e2e.harness import (ROOT, Sim, command, events, example_config, publish, send_raw_command,
+from tests.e2e.harness import (ok, ROOT, Sim, command, events, example_config, publish, send_raw_command,
                                sign_command, wait_event)
 
 KEY = example_config()["key"]
@@ -120,8 +120,8 @@ def test_no_backend_command_can_create_change_or_delete_a_rating(sim, sub):
     s = sim.status()
     assert s["rating"]["1"] == "score" and s["counters"]["1"]["rating_open"] == ticket, s
     # legitimate commands while the window is open don't touch it either
-    assert command(sim, sub, KEY, "counter.close", {"counter": "1"})["ok"]
-    assert command(sim, sub, KEY, "config.set", {"patch": {"heartbeat_s": 30}}, timeout=15)["ok"]
+    ok(command(sim, sub, KEY, "counter.close", {"counter": "1"}))
+    ok(command(sim, sub, KEY, "config.set", {"patch": {"heartbeat_s": 30}}, timeout=15))
     sim.reconnect()
     assert sim.status()["counters"]["1"]["rating_open"] == ticket   # the window outlives the restart
 
@@ -380,7 +380,7 @@ def test_day_reset_command_cannot_drop_an_open_rating(sim, sub):
     """A backend day.reset while the citizen rates must not lose the score (even over a power cut)."""
     sim.wait_drained()
     ticket = _serve(sim)
-    assert command(sim, sub, KEY, "day.reset", {})["ok"]
+    ok(command(sim, sub, KEY, "day.reset", {}))
     s = sim.status()
     assert s["rating"]["1"] == "score" and s["counters"]["1"]["rating_open"] == ticket, s
     assert sim.press("rate2")["stage"] == "reason"
