@@ -22,9 +22,10 @@ import socket
 import sqlite3
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from tools import halldb
+from tools.localweb import LOOPBACK_NAMES, LocalHandler
 from tools.verify import Metrics
 
 BAD_SHOWN = 20          # latest bad ratings on the page
@@ -316,10 +317,9 @@ def live(db):
 
 # --- HTTP -----------------------------------------------------------------------------------
 
-_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalHandler):
     server_version = "qterm-live/1"
     timeout = 20     # a connection that sends nothing is closed: idle sockets must not pile up threads
 
@@ -348,31 +348,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._send(404, "text/plain; charset=utf-8", b"not found\n")
 
     def _host_ok(self):
-        """A loopback server answers only to loopback names: a web page the manager opens
-        elsewhere cannot read the hall through DNS rebinding."""
         if not self.server.loopback:
             return True
-        host = (self.headers.get("Host") or "").strip().lower()
-        if host.startswith("["):
-            host = host[:host.find("]") + 1]
-        else:
-            host = host.rsplit(":", 1)[0]
-        return host in _LOOPBACK_NAMES or host == self.server.host.lower()
-
-    def _send(self, code, ctype, body):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        # Nothing from outside: the page works on a hall network without internet.
-        self.send_header("Content-Security-Policy", "default-src 'none'; script-src 'self'; "
-                         "connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, fmt, *args):
-        pass    # a request every 2 s per open page: not worth a line in the collector's output
+        return self.loopback_host() or self.host_name() == self.server.host.lower()
 
 
 class LiveServer(ThreadingHTTPServer):
@@ -385,7 +363,7 @@ class LiveServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.db_path = db_path
         self.host = host
-        self.loopback = host in _LOOPBACK_NAMES or host.startswith("127.")
+        self.loopback = host in LOOPBACK_NAMES or host.startswith("127.")
         super().__init__((host, port), _Handler)
         self.thread = None
 

@@ -24,9 +24,10 @@ import socket
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from tools import escpos_decode, qr
+from tools.localweb import LocalHandler
 from tools.ticket import blocks
 
 TICKETS_SHOWN = 5
@@ -34,7 +35,6 @@ EVENTS_SHOWN = 50
 VOICE_LINES = 8
 STAFF_KEYS = ("next", "recall", "skip", "finish", "pause")
 RATE_KEYS = ("rate5", "rate4", "rate3", "rate2", "rate1")
-_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
 class Device:
@@ -275,7 +275,7 @@ def devices_from_hall(path):
 
 # --- the server -----------------------------------------------------------------------------
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(LocalHandler):
     server_version = "qterm-panel"
 
     def do_GET(self):
@@ -329,26 +329,10 @@ class Handler(BaseHTTPRequestHandler):
         return devices[int(index)] if index.isdigit() and int(index) < len(devices) else None
 
     def _host_ok(self):
-        host = (self.headers.get("Host") or "").strip().lower()
-        host = host[:host.find("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
-        return host in _LOOPBACK
+        return self.loopback_host()
 
     def _json(self, code, obj):
         return self._send(code, "application/json", json.dumps(obj, ensure_ascii=False).encode())
-
-    def _send(self, code, ctype, body):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'none'; script-src 'self'; "
-                         "connect-src 'self'; style-src 'unsafe-inline'; img-src 'self'")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, fmt, *args):
-        pass    # a request a second per open page
 
 
 class PanelServer(ThreadingHTTPServer):

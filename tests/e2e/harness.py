@@ -64,7 +64,11 @@ class Sim:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
-            self.connect()
+            try:
+                self.connect()
+            except BaseException:
+                self.stop()     # a device that did not come up is not left running
+                raise
         return self
 
     def connect(self, timeout=20):

@@ -46,12 +46,16 @@ class Hall:
                 continue
             self.sims[name] = Sim(broker.port, cfg, state=os.path.join(self.dir, name),
                                   config_path=os.path.join(self.dir, name + ".json"))
-        for s in self.sims.values():
-            s.start(wait=False)
-        for s in self.sims.values():
-            s.connect(timeout=40)
-        for s in self.sims.values():
-            s.wait_connected(timeout=30)
+        try:
+            for s in self.sims.values():
+                s.start(wait=False)
+            for s in self.sims.values():
+                s.connect(timeout=40)
+            for s in self.sims.values():
+                s.wait_connected(timeout=30)
+        except BaseException:
+            self.cleanup()      # a hall that did not come up leaves no device running
+            raise
 
     @property
     def kiosk(self):
