@@ -152,6 +152,8 @@ class SimHal:
         self.display = self.indicator = self.voice = self.storage = self.net = self
         self.echo = echo
         self.lines = []        # display
+        # the picture's source for sim/frames.py (QTERM_FRAMES=0: no watcher, nothing written)
+        self._frame = None if os.getenv("QTERM_FRAMES") == "0" else state_dir + "/display.txt"
         self.state = {}        # lamps
         self.beeps = 0
         self.said = []         # voice: the last few announcements
@@ -172,8 +174,10 @@ class SimHal:
         self.lines = lines
         # The picture is the host's work (sim/frames.py renders <state>/display.png from this
         # file); the device only writes the lines, temp then rename so no reader sees half.
+        p = self._frame
+        if p is None:
+            return
         try:
-            p = self._state_dir + "/display.txt"
             with open(p + ".tmp", "w") as f:
                 for s in lines:
                     f.write(s)

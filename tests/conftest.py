@@ -4,6 +4,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ["PATH"] = "/usr/sbin:" + os.path.join(ROOT, ".venv", "bin") + ":" + os.environ.get("PATH", "")
+# Simulated devices draw no display picture in tests (no watcher process, no display.txt: less
+# load on 2 cores, the device heap as it was); tests of the picture and the panel turn it on.
+os.environ.setdefault("QTERM_FRAMES", "0")
 
 
 # ---- more goes for a test refused for memory (role `all`'s thin margin at 96K) ------------

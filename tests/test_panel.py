@@ -311,7 +311,7 @@ def test_panel_in_a_browser_takes_a_ticket_calls_finishes_and_rates():
     from tests.e2e.harness import Sim, fast_config
     need_chromium()
     broker = Broker().start()
-    sim = Sim(broker.port, fast_config()).start()
+    sim = Sim(broker.port, fast_config(), frames=True).start()
     server = panel.PanelServer([panel.Device("term01", sim.port, sim.state, sim.config_path)],
                                "127.0.0.1:%d" % broker.port, 0).start()
     try:

@@ -156,7 +156,7 @@ def _watchers(pid):
 
 
 def test_display_png_follows_the_terminal_and_dies_with_it(broker):
-    sim = Sim(broker.port, fast_config()).start()
+    sim = Sim(broker.port, fast_config(), frames=True).start()
     try:
         assert sim.press("ticket:A")["ok"]
         first = _png(sim.state)
@@ -188,7 +188,7 @@ def test_one_watcher_across_a_restart(broker):
     has goes on, no second one is forked, and a new frame still comes."""
     sub = Subscriber(broker.port, "qterm/#")
     cfg = fast_config()
-    sim = Sim(broker.port, cfg).start()
+    sim = Sim(broker.port, cfg, frames=True).start()
     try:
         pid = sim.proc.pid
         assert sim.press("ticket:A")["ok"]

@@ -34,8 +34,10 @@ def fast_config(**over):
 class Sim:
     """One sim/run process on its own state dir; restart() = power back on after kill()."""
 
-    def __init__(self, broker_port, cfg=None, state=None, flash="files", heap=None, config_path=None):
+    def __init__(self, broker_port, cfg=None, state=None, flash="files", heap=None, config_path=None,
+                 frames=False):
         self.state = state or tempfile.mkdtemp(prefix="qterm-state-")
+        self.frames = frames
         self.broker_port = broker_port
         self.flash = flash
         self.heap = heap
@@ -55,6 +57,8 @@ class Sim:
     def start(self, wait=True):
         self.port = free_port()
         env = dict(os.environ)
+        if self.frames:
+            env["QTERM_FRAMES"] = "1"   # the display picture (tests/conftest.py turns it off)
         if self.heap:
             env["QTERM_HEAP"] = self.heap
         args = [os.path.join(ROOT, "sim", "run"), "--config", self.config_path, "--state", self.state,
