@@ -327,7 +327,7 @@ class App:
         if commands and not self.cmd_busy:
             freed = self.cmd_mod is not None
             self.cmd_mod = None
-            release("commands", "config", "store", "text", "texts", "report", "config_keys")
+            release("commands", "config", "store", "text", "texts", "report", "config_keys", "desk")
         if layout:
             freed = freed or self.layout_mod is not None
             self.layout_mod = None

@@ -408,6 +408,9 @@ async def handle(app, raw, last=True):
     try:
         cmd = authentic(raw, _device_key(app))
         cid, op = cmd["id"], cmd["op"]
+        code = _code_for(app, op)
+        if code:    # loaded before the command is admitted: short of memory, it is tried again
+            _load("firmware." + code)
         window = cfg["commands"]["window_s"]
         now = app.now()
         seen = ReplayCache(app.root + "/cmd_seen.bin", now, window)
@@ -431,6 +434,20 @@ async def handle(app, raw, last=True):
         gc.collect()
         return _refused(app, raw, cid, op, "low_memory", "")
     return {"id": cid, "ok": True, "result": result}
+
+
+_load = __import__      # (a test makes it run short of memory)
+
+
+def _code_for(app, op):
+    """The module an op loads per use, when it is decided on this device (a counter's staff
+    actions are decided by its kiosk); None if it needs none."""
+    if op == "status":
+        return "report"
+    if op == "day.reset" or (op.startswith(("counter.", "ticket.", "staff.")) and op != "ticket.appointment"
+                             and app.cfg.get("role") != "counter"):
+        return "desk"
+    return None
 
 
 def _device_key(app):
