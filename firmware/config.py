@@ -166,6 +166,13 @@ def validate(cfg):
     c.int_range(cfg, "heartbeat_s", "", 10, 3600)
     if "voice" in cfg:
         c.typed(cfg, "voice", "", "bool")
+    # staff names for the counter's face, by staff number: {"S001": {"zh": "王小明", "en": ...}}
+    staff = c.typed(cfg, "staff", "", "object", required=False)
+    for num in staff or ():
+        if len(num) > 16 or not _signed_text(num):
+            c.err("staff." + num, "expected a staff number of 1-16 printable characters")
+        else:
+            c.names(staff, num, "staff.", langs)
     codes = _check_services(c, cfg, langs)
     _check_counters(c, cfg, langs, codes)
     _check_sections(c, cfg, langs)

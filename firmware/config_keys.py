@@ -6,7 +6,8 @@ refuses an unknown key at once instead of after the restart that validates the r
 KEYS = {
     "": ("version", "site", "device", "role", "key", "hall", "languages", "tz_offset_min",
          "day_reset_hour", "heartbeat_s", "voice", "services", "counters", "queue", "rating",
-         "printer", "broker", "outbox", "commands", "wifi", "board", "ntp", "hall_key", "link"),
+         "printer", "broker", "outbox", "commands", "wifi", "board", "ntp", "hall_key", "link",
+         "staff"),
     "service": ("code", "prefix", "name", "hours", "daily_limit", "target_min", "avg_service_s"),
     "counter": ("id", "name", "services", "staff", "device"),
     "link": ("kiosk", "counter", "request_key", "calls"),

@@ -324,6 +324,8 @@ class CounterLink:
             lines, fig = messages.lines("serving", langs, self.serving[0]), self.serving[0]
         else:
             lines, fig = messages.lines("welcome", langs), ""
+        if self.state != "closed":      # who is on duty at this window
+            lines += screens.extra("duty", langs, self.cid, self.staff)
         screens.show(app, lines, fig, 0)
         return True
 

@@ -93,14 +93,13 @@ class Kiosk:
         return False
 
     def home(self):
-        """The kiosk's display: the last call in the hall, else the welcome (never one counter's
-        pause: its counters are other devices)."""
+        """The kiosk's display: the last call in the hall, else the welcome, then each service's
+        waiting count (never one counter's pause: its counters are other devices)."""
         from firmware import messages
         app = self.app
-        if app.call:
-            screens.show(app, list(app.call[0]), app.call[1], 0)
-        else:
-            screens.show(app, messages.lines("welcome", app.langs), "", 0)
+        lines = list(app.call[0]) if app.call else messages.lines("welcome", app.langs)
+        screens.show(app, lines + screens.extra("waiting", app.langs, app.hall),
+                     app.call[1] if app.call else "", 0)
         return True
 
     def tick(self, now_ms):

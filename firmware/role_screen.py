@@ -37,6 +37,8 @@ class Screen:
         self.seq = st.get("seq", 0)     # the kiosk's newest call event seen
         self.calls = st.get("calls", [])  # [ticket, counter id, recall] newest first
         self.dirty = False
+        self.top = None         # the newest call's lines and the earlier calls', made once a call
+        self.rest = None
         self.flash_until = 0
         self.lit = True
         self.voice = Announcer(6)
@@ -61,6 +63,7 @@ class Screen:
             return
         self.seq = seq
         self.dirty = True
+        self.top = None
         if e.get("type") == "day.reset":
             self.calls = []
             screens.home(self.app)
@@ -85,20 +88,19 @@ class Screen:
         screens.home(self.app)
 
     def home(self):
-        """The newest call in both languages, then the calls before it."""
+        """The newest call in both languages (what flashes), then 最近叫号 Recent calls and a
+        line for each call before it: A001 1号窗口 Counter 1. The lines are made once a call
+        (the words are read from flash), not at each flash."""
         app = self.app
         if not self.calls:
             screens.show(app, messages.lines("welcome", app.langs), "", 0)
             return True
         t, cid, _ = self.calls[0]
-        if self.lit:
-            lines = screens.call_lines(app.langs, t, cid)
-        else:
-            lines = ["" for _ in app.langs[:2]]
-        if len(self.calls) > 1:
-            lines.append(messages.lines("calls", app.langs)[0] + ": " +
-                         "  ".join("%s>%s" % (c[0], c[1]) for c in self.calls[1:]))
-        screens.show(app, lines, "%s %s" % (t, cid) if self.lit else "", 0)
+        if self.top is None:
+            self.top = screens.call_lines(app.langs, t, cid)
+            self.rest = screens.extra("earlier", app.langs, self.calls[1:]) if len(self.calls) > 1 else []
+        lines = self.top if self.lit else ["" for _ in self.top]
+        screens.show(app, lines + self.rest, "%s %s" % (t, cid) if self.lit else "", 0)
         return True
 
     def tick(self, now_ms):

@@ -22,6 +22,19 @@ def call_lines(langs, ticket, cid):
     return lines
 
 
+def extra(name, *args):
+    """Lines firmware/faces.py composes (the module loaded for them, then released); none
+    when short of memory: the screen's own words still show."""
+    from firmware import release
+    try:
+        from firmware import faces
+        return getattr(faces, name)(*args)
+    except MemoryError:
+        return []
+    finally:
+        release("faces")
+
+
 def show(app, lines, figure, hold_s):
     """Show a message; with hold_s it gives way to the home screen after that time. The home
     screen (hold_s 0) says so while the broker cannot be reached - citizens are still served
@@ -57,11 +70,13 @@ def home(app):
     c = app.hall.counter(app.home)
     pad = app.pads[app.home]
     if c.state == "paused":
-        show(app, messages.lines("paused", langs, c.reason), "P", 0)
+        show(app, messages.lines("paused", langs, c.reason) + extra("duty", langs, c.id, c.staff), "P", 0)
     elif c.state == "closed":
         show(app, messages.lines("closed", langs), "----", 0)
     elif pad.stage == _SCORE:
-        show(app, messages.lines("rate", langs, pad.ticket), pad.ticket, 0)
+        # the five choices, and whose service is rated
+        show(app, messages.lines("rate", langs, pad.ticket) + extra("choices", langs)
+             + extra("duty", langs, app.home, pad.staff), pad.ticket, 0)
     elif pad.stage == _REASON:
         lines = messages.lines("reason", langs)
         # each reason is labelled with the button that picks it (rate5 = the first reason)
@@ -69,6 +84,6 @@ def home(app):
                               for i, code in enumerate(app.cfg["rating"]["codes"])))
         show(app, lines, pad.ticket, 0)
     elif app.call:
-        show(app, list(app.call[0]), app.call[1], 0)
+        show(app, list(app.call[0]) + extra("duty", langs, c.id, c.staff), app.call[1], 0)
     else:
-        show(app, messages.lines("welcome", langs), "", 0)
+        show(app, messages.lines("welcome", langs) + extra("duty", langs, c.id, c.staff), "", 0)

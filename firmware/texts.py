@@ -3,7 +3,8 @@ notice - kept on flash like the fixed signs of messages.txt and read line by lin
 Held as the config's dicts they would take ~5 KiB of a 96 KiB heap all day long.
 
 <root>/texts.txt, one line each: key TAB first language TAB second language
-    hall, notice, svc.<code>, ctr.<id>, reason.<n> (n = 0.. in button order)
+    hall, notice, svc.<code>, ctr.<id>, reason.<n> (n = 0.. in button order), staff.<number>
+    (the optional `staff` names, {number: name}: the counter's face shows who is on duty)
 Written at boot and when a config change touches them. Boot/config code: loaded, then released.
 """
 
@@ -36,6 +37,11 @@ def lines(cfg):
     for c in cfg.get("counters") or ():
         pair = _names(c.get("name"), langs) or (c["id"], c["id"])
         out.append(("ctr." + c["id"], pair[0], pair[1]))
+    staff = cfg.get("staff")
+    for k in staff if isinstance(staff, dict) else ():
+        pair = _names(staff[k], langs)
+        if pair:
+            out.append(("staff." + k, pair[0], pair[1]))
     for i, r in enumerate(cfg["rating"]["reasons"]):
         pair = _names(r, langs)
         out.append(("reason.%d" % i, pair[0] or r["code"], pair[1] or r["code"]))

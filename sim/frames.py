@@ -5,12 +5,14 @@ shows to <state>/display.txt (sim/devices.py SimHal.show: a file write, nearly n
 this watcher, forked by sim/launch.py before MicroPython starts, polls that file every
 100 ms and draws it with the code a real panel runs - firmware/panel.py's led() into a
 MONO_HLSB frame as hub12.py holds it, face() into a small fake of st7789.py's surface - then
-writes display.png (temp + rename, so a reader never sees half a picture).
+writes display.png (temp + rename, so a reader never sees half a picture). A line wider
+than the panel scrolls in the picture too: moved on 8 px every 250 ms (the device's driver
+moves it 1 px every 33 ms).
 
 The panel follows the device's config (the stored one, else --config): board.display.type
 "hub12" (modules x 32 by 16, red LEDs) or "st7789" (height/rotation as the driver takes
-them); without one, per role: a screen is a HUB12 sign 8 modules wide and 2 rows high
-(256 x 32: a language a row), every other role the counter face, a 320 x 240 ST7789. In the
+them); without one, every role shows the counter face, a 320 x 240 ST7789 (big enough for
+every line a role shows: a call screen's earlier calls, a kiosk's waiting counts). In the
 PNG a LED is a round red dot in a 4 x 4 cell (unlit ones dim), a TFT pixel 2 x 2.
 
 It lives as long as the device: the kernel kills it with its parent (PR_SET_PDEATHSIG, set
@@ -34,6 +36,7 @@ if ROOT not in sys.path:
 from firmware import panel  # noqa: E402  (CPython runs the device's drawing code as is)
 
 POLL_S = 0.1
+SCROLL_S, SCROLL_PX = 0.25, 8   # a scrolling line's picture: 8 px on every 250 ms
 LED_CELL = 4        # PNG pixels a LED takes each way
 TFT_SCALE = 2
 
@@ -188,6 +191,8 @@ def watch(state, config=None, parent=None):
     out = os.path.join(state, "display.png")
     last = None
     said = None
+    shown = None        # (kind, w, h, frame) of the picture, while a line of it scrolls
+    moved = 0.0
     while True:
         if parent and os.getppid() != parent:
             return          # the device is gone (power cut or exit): so is its picture
@@ -199,8 +204,21 @@ def watch(state, config=None, parent=None):
                 with open(src, encoding="utf-8", errors="replace") as f:
                     lines = f.read().split("\n")[:-1]
                 kind, w, h = geometry(_config(state, config))
-                write_atomic(out, picture(kind, w, h, draw(kind, w, h, lines)))
+                frame = draw(kind, w, h, lines)
+                write_atomic(out, picture(kind, w, h, frame))
                 last = key
+                shown = (kind, w, h, frame) if panel._moving else None
+                moved = time.monotonic()
+            elif shown and time.monotonic() - moved >= SCROLL_S:
+                # a line wider than the panel scrolls as the device's would (~30 px/s), in
+                # steps a person looking at the picture can follow
+                moved = time.monotonic()
+                kind, w, h, frame = shown
+                if kind == "led":
+                    panel.led_step(frame, w, h, SCROLL_PX)
+                else:
+                    panel.face_step(frame, SCROLL_PX)
+                write_atomic(out, picture(kind, w, h, frame))
         except FileNotFoundError:
             pass            # nothing shown yet, or the state dir is being removed
         except Exception as e:  # noqa: BLE001  a bad frame must not end the pictures

@@ -58,8 +58,9 @@ def make_hal(cfg, encode=None, render=None):
     """Build the drivers from cfg["board"] (DEFAULT_BOARD if absent) and cfg["wifi"].
 
     encode: str -> GB2312 bytes for the voice module; without it no voice.
-    render: the firmware's drawing for pixel displays, an object with led(buf, w, h, lines)
-    and face(tft, lines) (firmware/panel.py); without it a HUB12 sign stays dark and a TFT black.
+    render: the firmware's drawing for pixel displays, an object with led(buf, w, h, lines),
+    led_step(buf, w, h, n), face(tft, lines) and face_step(tft, n) (firmware/panel.py);
+    without it a HUB12 sign stays dark and a TFT black.
     Raises ValueError naming the first bad board setting.
     """
     board = cfg.get("board") or DEFAULT_BOARD
@@ -87,7 +88,8 @@ def make_hal(cfg, encode=None, render=None):
                                 Pin(d["lat"], Pin.OUT, value=0), PWM(Pin(d["oe"]), freq=20000, duty_u16=0),
                                 modules=d.get("modules", 1), active_low=d.get("active_low", True),
                                 brightness=d.get("intensity", 15), oe_active_high=d.get("oe_active_high", True),
-                                render=render.led if render else None, period_ms=d.get("period_ms", 2))
+                                render=render.led if render else None, period_ms=d.get("period_ms", 2),
+                                step=render.led_step if render else None)
             hal.display.start(Timer(d.get("timer", 0)))
         elif kind == "st7789":
             from hal.esp32.st7789 import St7789
@@ -97,7 +99,8 @@ def make_hal(cfg, encode=None, render=None):
                                  bl=Pin(bl, Pin.OUT) if bl is not None else None,
                                  height=d.get("height", 240), rotation=d.get("rotation", 0),
                                  bgr=d.get("bgr", False), invert=d.get("invert", True),
-                                 render=render.face if render else None)
+                                 render=render.face if render else None,
+                                 step=render.face_step if render else None)
         else:
             hal.display = Max7219(spi, Pin(d["cs"], Pin.OUT, value=1),
                                   digits=d.get("digits", 8), intensity=d.get("intensity", 7))

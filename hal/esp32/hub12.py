@@ -41,6 +41,7 @@ Example:
     sign.start(Timer(0))        # one row group every 2 ms: 125 frames/s
 """
 from hal.display import Display
+from hal.esp32 import scroll
 
 try:
     from micropython import const
@@ -62,7 +63,7 @@ def duty(brightness):
 
 class Hub12(Display):
     def __init__(self, spi, a, b, lat, oe, modules=1, active_low=True, brightness=15,
-                 oe_active_high=True, render=None, period_ms=2):
+                 oe_active_high=True, render=None, period_ms=2, step=None):
         if not 1 <= modules <= 16:
             raise ValueError("modules: 1..16")
         self._spi = spi
@@ -77,6 +78,8 @@ class Hub12(Display):
         self._inv = 0xFF if active_low else 0x00
         self._oe_high = oe_active_high
         self._render = render
+        self._step = step
+        self.scrolling = False   # hal/esp32/scroll.py runs animate() meanwhile
         self._period = period_ms
         self._timer = None
         self._group = 0
@@ -162,3 +165,13 @@ class Hub12(Display):
             for i in range(len(buf)):
                 buf[i] = 0
         self.commit()
+        if self._step is not None:
+            scroll.start(self)
+
+    def animate(self, n=1):
+        """hal.display.Display: step(buf, w, h, n) moves the lines that scroll on by n pixels,
+        then the frame is committed; True while something moves."""
+        if self._step is not None and self._step(self.buf, self.w, self.h, n):
+            self.commit()
+            return True
+        return False

@@ -31,6 +31,7 @@ Example:
 import time
 
 from hal.display import Display
+from hal.esp32 import scroll
 
 try:
     from micropython import const
@@ -63,7 +64,7 @@ def color565(r, g, b):
 
 class St7789(Display):
     def __init__(self, spi, cs, dc, rst=None, bl=None, width=240, height=240, rotation=0,
-                 bgr=False, invert=True, render=None):
+                 bgr=False, invert=True, render=None, step=None):
         if (width, height) not in ((240, 240), (240, 320)):
             raise ValueError("panel: 240x240 or 240x320")
         if rotation not in (0, 1, 2, 3):
@@ -73,6 +74,8 @@ class St7789(Display):
         self._dc = dc
         self._bl = bl
         self._render = render
+        self._step = step
+        self.scrolling = False   # hal/esp32/scroll.py runs animate() meanwhile
         if rotation & 1:
             width, height = height, width
         self.width = width
@@ -239,5 +242,12 @@ class St7789(Display):
         """hal.display.Display: render(self, lines) draws the face; without one, black."""
         if self._render is not None:
             self._render(self, lines)
+            if self._step is not None:
+                scroll.start(self)
         else:
             self.fill(0)
+
+    def animate(self, n=1):
+        """hal.display.Display: step(self, n) moves the lines that scroll on by n pixels;
+        True while something moves."""
+        return self._step is not None and self._step(self, n)

@@ -10,7 +10,7 @@ CALL = ["A001 -> 3", "请 A001 号到 3号窗口 办理", "A001 please go to Cou
 
 def _sign(modules):
     return Hub12(fb.QuietSPI(), fb.QuietPin(), fb.QuietPin(), fb.QuietPin(), fb.QuietPWM(),
-                 modules=modules, render=panel.led)
+                 modules=modules, render=panel.led, step=panel.led_step)
 
 
 def _expected(w, h, rows):
@@ -43,14 +43,16 @@ class _Face:
     width = 240
     height = 320
 
-    def __init__(self):
+    def __init__(self, bits=True):
         self.calls = []
+        self.bits = bits    # keep what each blit drew (MicroPython's test heap: a few)
 
     def fill(self, color):
         self.calls.append(("fill", color))
 
     def blit_mono(self, bits, w, h, x, y, fg, bg, scale=1):
-        self.calls.append(("blit", bytes(bits[:((w + 7) >> 3) * h]), w, h, x, y, fg, bg, scale))
+        self.calls.append(("blit", bytes(bits[:((w + 7) >> 3) * h]) if self.bits else None,
+                           w, h, x, y, fg, bg, scale))
 
 
 def test_the_face_shows_the_figure_large_and_each_language_below():
@@ -69,7 +71,59 @@ def test_the_face_stops_at_the_bottom_edge():
     tft = _Face()
     tft.height = 100
     panel.face(tft, CALL + ["more", "and more"])
-    assert [c[5] for c in tft.calls[1:]] == [8, 64]     # 88 + 16 > 100: no third line
+    # too many lines for 8-px gaps: no gaps; 88 + 16 > 100: no fourth line
+    assert [c[5] for c in tft.calls[1:]] == [8, 56, 72]
+
+
+def test_the_face_fits_a_rating_screen_by_narrowing_the_gaps():
+    """The counter face's rating screen: the figure, the prompt in two languages, the five
+    choices and who is on duty (two lines) - every line on a 320 x 240 face."""
+    tft = _Face(False)
+    tft.width, tft.height = 320, 240
+    lines = ["A001", "请对本次服务评价 A001", "Please rate this service A001"] + \
+        ["%d choice" % n for n in range(5, 0, -1)] + ["1号窗口 工号 S001", "Counter 1 - staff no. S001"]
+    panel.face(tft, lines)
+    ys = [c[5] for c in tft.calls[1:]]
+    assert len(ys) == len(lines) and ys[-1] + 16 <= 240
+    assert all(b - a >= 16 for a, b in zip(ys[1:], ys[2:]))     # no two lines overlap
+
+
+LONG = "请 A001 号到 社会保障卡补换领 3号窗口 办理"
+
+
+def test_a_line_wider_than_the_sign_scrolls_and_one_that_fits_stands_still():
+    sign = _sign(4)                         # 128 px: LONG is wider
+    assert textrender.text_width(LONG) > 128
+    sign.show(["A001", LONG])
+    s = textrender.Scroller(LONG, 128)
+    start = _scrolled(s, 128)
+    assert sign.buf == start                # its start at the left edge, not centred
+    groups = bytes(sign.group_buffer(0))
+    assert sign.animate(3)                  # moved 3 px on, and committed
+    s.step(3)
+    assert sign.buf == _scrolled(s, 128) and sign.buf != start
+    assert bytes(sign.group_buffer(0)) != groups
+    sign.show(["A001", "A001 3"])           # a line that fits: nothing moves any more
+    assert not sign.animate(3)
+    assert sign.buf == _expected(128, 16, ["A001 3"])
+
+
+def _scrolled(s, w):
+    buf = bytearray(w * 16 // 8)
+    with Font() as f:
+        s.draw(f, buf, w, 16, 0)
+    return buf
+
+
+def test_a_long_line_on_the_face_scrolls_in_its_own_band():
+    tft = _Face(False)
+    panel.face(tft, ["A001", LONG + LONG, "short"])
+    y = tft.calls[2][5]                     # the long line's band
+    del tft.calls[:]
+    assert panel.face_step(tft, 5)
+    assert [(c[0], c[5]) for c in tft.calls] == [("blit", y)]  # only that band is drawn again
+    panel.face(tft, CALL)
+    assert not panel.face_step(tft, 5)
 
 
 def test_the_board_names_the_display_and_make_hal_wires_the_panel_drawing(tmp_path=None):
