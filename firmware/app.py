@@ -700,8 +700,7 @@ class App:
                             # Short of memory before the command did anything (loading its
                             # code, reading it, the replay list): idle code gives way, and the
                             # heap gets a moment to change - a busy day's heap is many small
-                            # holes, and other tasks free theirs (a boot's replay and connect
-                            # hold RAM for a second or two) - before it is refused.
+                            # holes, and other tasks free theirs - before it is refused.
                             try:
                                 if self.cmd_mod is None:
                                     gc.collect()

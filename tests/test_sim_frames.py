@@ -140,6 +140,46 @@ def _face_matches(img, lines):
     return True
 
 
+def test_a_line_wider_than_the_panel_scrolls_in_the_picture(tmp_path):
+    """The watcher alone (as sim/launch.py forks it) on a state dir: a line wider than a HUB12
+    sign moves on in display.png while it stands; lines that fit give a still picture."""
+    import subprocess
+    import sys
+    state = str(tmp_path)
+    with open(os.path.join(state, "config.json"), "w") as f:
+        f.write('{"role": "counter", "board": {"display": {"type": "hub12", "modules": 4}}}')
+    long = "请 A001 号到 社会保障卡补换领 3号窗口 办理"
+    with open(os.path.join(state, "display.txt"), "w") as f:
+        f.write("A001 3\n%s\n" % long)
+    w = subprocess.Popen([sys.executable, os.path.join(frames.ROOT, "sim", "frames.py"), "--state", state,
+                          "--config", os.path.join(state, "config.json")])
+    try:
+        first = _png(state, timeout=10)
+        moved = _png(state, after=first, timeout=3)     # 8 px on, 250 ms later
+        img = decode_png(moved)
+        lit = [[rgb_at(img, x * frames.LED_CELL + 1, y * frames.LED_CELL + 1) == bytes(frames._LED_PALETTE[6:9])
+                for x in range(128)] for y in range(16)]
+        s = textrender.Scroller(long, 128)
+        steps = []      # the line 8 px on, or a few steps on (a slow machine looked late)
+        with Font() as f:
+            for _ in range(6):
+                s.step(frames.SCROLL_PX)
+                buf = bytearray(16 * 16)
+                s.draw(f, buf, 128, 16, 0)
+                steps.append([[bool(buf[y * 16 + (x >> 3)] & (0x80 >> (x & 7))) for x in range(128)]
+                              for y in range(16)])
+        assert lit in steps
+        with open(os.path.join(state, "display.txt.tmp"), "w") as f:
+            f.write("A001 3\nA001 3\n")
+        os.replace(os.path.join(state, "display.txt.tmp"), os.path.join(state, "display.txt"))
+        still = _png(state, after=moved, timeout=3)
+        time.sleep(0.6)
+        assert _png(state) == still                     # nothing moves: not rewritten
+    finally:
+        w.kill()
+        w.wait()
+
+
 def _watchers(pid):
     mark = ("--parent\0%d\0" % pid).encode()
     found = []

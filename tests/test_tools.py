@@ -713,6 +713,7 @@ def test_build_writes_the_frozen_manifest_an_esp32_build_takes(tmp_path):
     assert "cp app/firmware/gb2312.bin :firmware/gb2312.bin" in text and "'.frozen' first" in text
 
 
+@pytest.mark.long   # a 30 s build of the port (needs ../shared/vendor); bench/unixport.py builds it too
 def test_frozen_manifest_builds_a_micropython_unix_port(tmp_path):
     import tarfile
     from bench.unixport import BOARD_MANIFEST, vendor_tarball

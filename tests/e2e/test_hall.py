@@ -186,7 +186,7 @@ def test_a_hall_of_three_counters_serves_300_citizens(broker, sub, request):
 
 def test_three_counters_pressing_next_at_once_never_share_a_ticket(broker, sub, request):
     hall = _hall(broker, request, screen=False)
-    for i in range(300):
+    for i in range(150):
         r = hall.kiosk.press("ticket:" + "AB"[i % 2])
         assert r["ok"], r
     barrier = threading.Barrier(3)
@@ -196,7 +196,7 @@ def test_three_counters_pressing_next_at_once_never_share_a_ticket(broker, sub, 
     def window(cid):
         sim = hall.counter(cid)
         try:
-            for _ in range(100):
+            for _ in range(50):    # 50 rounds of three at once (the 300-citizen test serves more)
                 barrier.wait(30)
                 r = sim.press("next")
                 assert r["ok"], r
@@ -212,7 +212,7 @@ def test_three_counters_pressing_next_at_once_never_share_a_ticket(broker, sub, 
         t.join(300)
     assert not errors, errors
     every = got["1"] + got["2"] + got["3"]
-    assert len(every) == 300 and len(set(every)) == 300, "a ticket at two counters"
+    assert len(every) == 150 and len(set(every)) == 150, "a ticket at two counters"
     settle(hall, sub)
     check_hall_records(hall, sub)
 
