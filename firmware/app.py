@@ -654,7 +654,8 @@ class App:
 
     # ---- backend commands ------------------------------------------------------
     def command(self, raw):
-        """A message on .../cmd (called by the MQTT client; None = too large to receive).
+        """A message on .../cmd (called by the MQTT client; None = too large to receive,
+        False = not held, short of memory: each is answered).
         It waits in a fixed ring for the one command task. When _MAX_COMMANDS wait, or their
         payloads would pass _CMD_BYTES, it is dropped unanswered and counted (stats
         cmd_dropped, in the heartbeat): a flood costs neither RAM nor tasks."""

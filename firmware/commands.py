@@ -181,6 +181,8 @@ def strict_json(b):
 def authentic(raw, hm):
     """The command dict of raw if it is well-formed and signed with the device key (hm: its
     HMAC256), else Rejected. Nothing on flash is read for a message that fails here."""
+    if raw is False:    # within the size limit, but the heap could not hold it just now
+        raise Rejected("low_memory", "")
     if raw is None or len(raw) > MAX_BYTES:
         raise Rejected("too_large", "" if raw is None else str(len(raw)))
     if not strict_json(raw):

@@ -53,7 +53,7 @@ def sign(hm, body):
 
 def _open(hm, raw, fields):
     """The dict in raw if it is well-formed and signed with hm's key, else None."""
-    if raw is None or len(raw) > MAX_BYTES:
+    if not raw or len(raw) > MAX_BYTES:    # (None: too large, False: no memory for it)
         return None
     try:
         msg = json.loads(raw)

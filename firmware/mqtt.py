@@ -24,7 +24,8 @@ connection drops are discarded.
 RAM: a 128-byte receive buffer for the control packets (and the head of a PUBLISH) while
 connected; an inbound PUBLISH that does not fit is read into a bytearray of its own, freed
 after it. One larger than rx_size, or one that finds no heap for it, is still read to its
-end (discarded in pieces), acknowledged, and handed on as on_message(topic, None). One
+end (discarded in pieces), acknowledged, and handed on as on_message(topic, None) - too large
+- or on_message(topic, False) - within rx_size, but no heap for it just now. One
 bytearray per queued message (at most `window` QoS 1 + `window` QoS 0), at most 8
 inbound acknowledgements waiting; nothing grows with uptime. Three tasks while connected:
 run() (which is also the watchdog), the reader and the writer; one Event for all waiting.
@@ -396,6 +397,7 @@ class MQTTClient:
             mv = memoryview(buf)
             a = b = 0       # the bytes not yet parsed: buf[a:b]
             skip = 0        # bytes of a packet too large to receive still to discard
+            short = False   # ... of one that fits the limit, but not the heap just now
             big = None      # the packet being read that buf cannot hold: its own bytearray,
             #                 or buf itself (its head only) when it is too large to receive
             while gen == self._gen:
@@ -431,6 +433,7 @@ class MQTTClient:
                                 big[:b] = mv[:b]
                             except MemoryError:
                                 big = buf
+                                short = n <= self.conf[_RX_MAX]
                             continue
                         dst = mv[b:]
                 if p is None:
@@ -459,10 +462,12 @@ class MQTTClient:
                     if fn:
                         try:
                             try:
-                                e = None if skip else bytes(memoryview(p)[o:e])
+                                e = (False if short else None) if skip else bytes(memoryview(p)[o:e])
                             except MemoryError:
-                                e = None
-                            # None: too large to receive (the application answers the sender)
+                                e = False
+                            # None: too large to receive; False: not held, short of memory
+                            # (the application answers the sender either way)
+                            short = False
                             fn(topic, e)
                         except Exception as x:
                             sys.print_exception(x)

@@ -81,7 +81,7 @@ class CounterLink:
         release("store")
 
     def message(self, topic, payload):
-        if payload is None:
+        if not payload:     # None, False: not received (too large, no memory), or empty
             return
         if topic == self.ans_topic:
             m = hallnet.open_answer(self.hm, payload, self.cid)

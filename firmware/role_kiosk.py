@@ -42,7 +42,7 @@ class Kiosk:
 
     def message(self, topic, payload):
         """Called by the MQTT client: queue, never handle here (it would hold the reader)."""
-        if not topic.startswith(self.req_topic) or payload is None:
+        if not topic.startswith(self.req_topic) or not payload:   # (None/False: not received)
             return
         if self.n >= _RING:
             self.stats["dropped"] += 1

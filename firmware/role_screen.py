@@ -50,7 +50,7 @@ class Screen:
 
     def message(self, topic, payload):
         """One kiosk event (small JSON): handled at once, without flash writes."""
-        if payload is None:
+        if not payload:     # None, False: not received (too large, no memory), or empty
             return
         try:
             e = json.loads(payload)

@@ -217,6 +217,32 @@ def test_three_counters_pressing_next_at_once_never_share_a_ticket(broker, sub, 
     check_hall_records(hall, sub)
 
 
+def test_each_role_shows_its_own_screen(broker, request):
+    """What citizens read (issue 14): a counter's face says who is on duty, with the name the
+    hall gave, and offers the five choices when asking for a rating; the kiosk shows each
+    service's waiting count; the call screen the newest call and the earlier ones by name."""
+    def names(cfg):
+        cfg["staff"] = {"S001": {"zh": "王小明", "en": "Wang Xiaoming"}}
+    hall = _hall(broker, request, counters=2, tweak=names)
+    k, c1, c2, screen = hall.kiosk, hall.counter("1"), hall.counter("2"), hall.sims["screen"]
+    for t in ("ticket:A", "ticket:A", "ticket:B"):
+        assert k.press(t)["ok"]
+
+    def shown(sim, *parts):
+        return wait_until(lambda: (lambda ls: ls if all(p in ls for p in parts) else None)(
+            sim.ask({"op": "display"})["lines"]), 15, "%s on %s" % (parts, sim.state))
+    shown(c1, "1号窗口 工号 S001 王小明", "Counter 1 - staff no. S001 Wang Xiaoming")
+    assert c2.press("next")["ticket"] == "B001"     # counter 2 serves B first
+    assert c1.press("next")["ticket"] == "A001"
+    lines = shown(screen, "最近叫号 Recent calls", "B001 2号窗口 Counter 2")
+    # the newest call above them (its lines go dark and light again while it flashes)
+    assert lines.index("最近叫号 Recent calls") == 3 and lines[1] in ("请 A001 号到 1号窗口 办理", ""), lines
+    shown(k, "各业务等候人数 Waiting now", "社保业务 Social Insurance 1", "医保业务 Medical Insurance 0")
+    assert c1.press("finish")["ok"]
+    lines = shown(c1, "5 非常满意 Very satisfied", "1 非常不满意 Very dissatisfied", "1号窗口 工号 S001 王小明")
+    assert lines.index("5 非常满意 Very satisfied") < lines.index("1 非常不满意 Very dissatisfied")
+
+
 def test_kiosk_power_cut_and_absence(broker, sub, request):
     """Kiosk SIGKILL mid-day: counters say so and keep rating; the finish made meanwhile reaches
     the kiosk once when it is back; nothing called twice or lost."""

@@ -376,6 +376,17 @@ def test_a_staff_command_short_of_memory_loading_its_code_is_tried_again():
     rmtree(d)
 
 
+def test_a_command_the_heap_could_not_hold_is_answered_low_memory_not_too_large():
+    """The MQTT client hands on False for a message within the size limit that found no heap
+    (None: too large): the sender is told to try again, not that its command is too big."""
+    d = tmpdir("cmd")
+    app = FakeApp(d)
+    r = run(app, False)
+    assert r["ok"] is False and r["error"] == "low_memory" and r["id"] is None
+    assert run(app, None)["error"] == "too_large"
+    rmtree(d)
+
+
 def test_config_set_refuses_patch_keys_that_cannot_be_journalled():
     d = tmpdir("cmd")
     app = FakeApp(d)
