@@ -143,7 +143,7 @@ def _json_end(b, i, depth=0):
                 return -1
             i = _ws(b, i + 1)
     for word in (b"true", b"false", b"null"):
-        if b[i:i + len(word)] == word:
+        if bytes(b[i:i + len(word)]) == word:   # (b may be a memoryview: see mqtt)
             return i + len(word)
     start = i  # number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
     if b[i] == 0x2D:

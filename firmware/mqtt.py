@@ -25,7 +25,9 @@ RAM: a 128-byte receive buffer for the control packets (and the head of a PUBLIS
 connected; an inbound PUBLISH that does not fit is read into a bytearray of its own, freed
 after it. One larger than rx_size, or one that finds no heap for it, is still read to its
 end (discarded in pieces), acknowledged, and handed on as on_message(topic, None) - too large
-- or on_message(topic, False) - within rx_size, but no heap for it just now. One
+- or on_message(topic, False) - within rx_size, but no heap for it just now. A payload is
+bytes, or a memoryview of the packet's own buffer when it had one (no second copy of a
+command of 2 KB: json.loads reads either). One
 bytearray per queued message (at most `window` QoS 1 + `window` QoS 0), at most 8
 inbound acknowledgements waiting; nothing grows with uptime. Three tasks while connected:
 run() (which is also the watchdog), the reader and the writer; one Event for all waiting.
@@ -462,7 +464,12 @@ class MQTTClient:
                     if fn:
                         try:
                             try:
-                                e = (False if short else None) if skip else bytes(memoryview(p)[o:e])
+                                if skip:
+                                    e = False if short else None
+                                elif p is buf:  # (reused for the next packet: copied out)
+                                    e = bytes(memoryview(p)[o:e])
+                                else:           # its own buffer: handed on as it is, no copy
+                                    e = memoryview(p)[o:e]
                             except MemoryError:
                                 e = False
                             # None: too large to receive; False: not held, short of memory

@@ -17,7 +17,7 @@ got = [0]
 
 def on_message(topic, payload):
     got[0] += 1
-    say("MSG", topic, None if payload is None else payload.decode())
+    say("MSG", topic, payload if not payload else bytes(payload).decode())  # (a memoryview, or bytes)
 
 
 async def main():
