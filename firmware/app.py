@@ -723,6 +723,9 @@ class App:
                             self.cmd_busy = False
                             self.shed(True, False)  # other idle code gives way
                             await asyncio.sleep_ms(pause)
+                        res = reply.get("result") if type(reply) is dict else None
+                        if type(res) is dict and "issue" in res:
+                            reply = await self._appointment(reply, res.pop("issue"))
                     finally:  # off the ring whatever happened: one message never jams it
                         self.cmd_busy = False
                         self.commands[self.cmd_head] = None
@@ -765,6 +768,24 @@ class App:
                         from firmware import commands as cmds
                         cmds.quiet_over(self)   # what was kept quiet would die with the restart
                     self.restart()
+
+    async def _appointment(self, reply, args):
+        """A printed appointment ticket a command asked for (commands.handle admitted it, once):
+        laid out and printed with the command code given back - the layout and that code do
+        not fit a busy 96 KiB heap together. A refusal is journalled as the command's."""
+        self.cmd_busy = False
+        self.shed(False)
+        try:
+            r = await self.issue(args["service"], "appointment", appointment=args["appt"], printed=True)
+        except MemoryError:
+            r = {"refused": "low_memory"}
+        if r.get("ok"):
+            reply["result"] = r
+            return reply
+        from firmware import commands as cmds
+        self.cmd_mod, cmds = cmds, None
+        return self.cmd_mod._refused(self, None, reply["id"], "ticket.appointment",
+                                     r.get("refused") or "refused", r.get("error", ""))
 
     def restart(self):
         """Soft reset to apply a restructuring config change; state comes back from flash."""

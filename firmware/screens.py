@@ -70,7 +70,7 @@ def home(app):
     c = app.hall.counter(app.home)
     pad = app.pads[app.home]
     if c.state == "paused":
-        show(app, messages.lines("paused", langs, c.reason) + extra("duty", langs, c.id, c.staff), "P", 0)
+        show(app, messages.lines("paused", langs, c.reason), "P", 0)
     elif c.state == "closed":
         show(app, messages.lines("closed", langs), "----", 0)
     elif pad.stage == _SCORE:
@@ -84,6 +84,6 @@ def home(app):
                               for i, code in enumerate(app.cfg["rating"]["codes"])))
         show(app, lines, pad.ticket, 0)
     elif app.call:
-        show(app, list(app.call[0]) + extra("duty", langs, c.id, c.staff), app.call[1], 0)
+        show(app, list(app.call[0]), app.call[1], 0)
     else:
-        show(app, messages.lines("welcome", langs) + extra("duty", langs, c.id, c.staff), "", 0)
+        show(app, messages.lines("welcome", langs), "", 0)

@@ -125,6 +125,22 @@ def test_priority_and_appointment_tickets_carry_their_mark(hall, sub):
     assert "【预约 Appointment】" in appt.lines and appt.big_lines() == ["A002"] and appt.cut
 
 
+def test_a_printed_appointment_the_printer_cannot_print_is_refused_and_journalled(hall, sub):
+    """A printed appointment by command is laid out after the command code is given back
+    (App._appointment): a refusal there still answers the command and journals it as its own."""
+    hall.wait_drained()
+    assert hall.ask({"op": "paper", "state": "out"})["ok"]
+    r = command(hall, sub, KEY, "ticket.appointment", {"service": "A", "appt": "YY-2", "print": True})
+    assert r["ok"] is False and r["error"] == "paper_out", r
+    hall.wait_drained()
+    rej = [e["data"] for e in events(sub, "command.rejected")]
+    assert rej and rej[-1]["op"] == "ticket.appointment" and rej[-1]["reason"] == "paper_out", rej
+    assert hall.ask({"op": "paper", "state": "ok"})["ok"]
+    r = command(hall, sub, KEY, "ticket.appointment", {"service": "A", "appt": "YY-2", "print": True})
+    assert r["ok"] and r["result"]["ticket"] == "A001", r      # the refused one took no number
+    assert "【预约 Appointment】" in decode(hall.printer_bytes())[0].lines
+
+
 def _qterm_ticket(sim):
     """`tools/qterm ticket` on the simulator's state dir: [[line, ...] per ticket], as a person reads it."""
     r = subprocess.run([os.path.join(ROOT, "tools", "qterm"), "ticket", sim.state], capture_output=True,

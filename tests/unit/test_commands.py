@@ -371,6 +371,13 @@ def test_a_staff_command_short_of_memory_loading_its_code_is_tried_again():
         assert run(app, signed("counter.resume", {"counter": "1"}, cid="ld-2"))["ok"]
         assert run(app, signed("ping", cid="ld-3"))["ok"]
         assert loaded == ["firmware.desk", "firmware.desk"]
+        # a printed appointment ticket: admitted, then left to the app to lay out and print
+        # once the command code is given back (App._appointment)
+        cmd = signed("ticket.appointment", {"service": "A", "appt": "X", "print": True}, cid="ld-4")
+        r = run(app, cmd)
+        assert r == {"id": "ld-4", "ok": True, "result": {"issue": {"service": "A", "appt": "X", "print": True}}}
+        assert run(app, cmd)["error"] == "replayed"     # applied once, whatever the app does
+        assert loaded == ["firmware.desk", "firmware.desk"]
     finally:
         commands._load = __import__
     rmtree(d)
