@@ -74,7 +74,8 @@ def home(app):
     elif c.state == "closed":
         show(app, messages.lines("closed", langs), "----", 0)
     elif pad.stage == _SCORE:
-        # the five choices, and whose service is rated
+        # the five choices, and whose service is rated (on `all` only here: between ratings
+        # it keeps the heap a flood of commands needs - README "What each role shows")
         show(app, messages.lines("rate", langs, pad.ticket) + extra("choices", langs)
              + extra("duty", langs, app.home, pad.staff), pad.ticket, 0)
     elif pad.stage == _REASON:
