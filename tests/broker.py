@@ -132,7 +132,11 @@ class Subscriber:
         if self in LIVE:
             LIVE.remove(self)
         self.proc.terminate()
-        self.proc.wait(5)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:  # its clean disconnect waits on a loaded broker
+            self.proc.kill()
+            self.proc.wait(5)
         try:
             os.remove(self.path)
         except OSError:
