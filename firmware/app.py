@@ -295,7 +295,16 @@ class App:
                     return r
                 try:   # (outside the except clause: its own allocations may fail as well)
                     self.shed()
-                    self._drop_waiting()
+                    # the backend commands waiting behind the head of the ring are dropped and
+                    # counted (cmd_dropped), as a full ring turns them away: a flood must not
+                    # hold the RAM a citizen's ticket needs, and a backend with no reply asks
+                    # again. The head stays: the command task may be handling it.
+                    n = self.cmd_n
+                    for i in range(1, n):
+                        self.commands[(self.cmd_head + i) % _MAX_COMMANDS] = None
+                    if n > 1:
+                        self.cmd_n = 1
+                        self.stats["cmd_dropped"] += n - 1
                     gc.collect()
                     if not pause or self.stamper.seq != seq:
                         break
@@ -305,18 +314,6 @@ class App:
         finally:
             self.pressing -= 1
         return self._refused()
-
-    def _drop_waiting(self):
-        """A press short of memory: the backend commands waiting behind the one at the head
-        of the ring are dropped and counted (cmd_dropped), as a full ring turns them away - a
-        flood must not hold the RAM a citizen's ticket needs, and a backend that gets no
-        reply asks again. The head stays: the command task may be handling it."""
-        n = self.cmd_n
-        for i in range(1, n):
-            self.commands[(self.cmd_head + i) % _MAX_COMMANDS] = None
-        if n > 1:
-            self.cmd_n = 1
-            self.stats["cmd_dropped"] += n - 1
 
     def _refused(self):
         """Refuse a press for memory: counted, and said on the display for 4 s."""

@@ -23,14 +23,21 @@ import json
 import os
 import struct
 
+try:
+    from micropython import const
+except ImportError:     # CPython (unit tests)
+    def const(x):
+        return x
+
 from firmware import canonical, text
 from firmware.hmac256 import HMAC256
 
 MAX_BYTES = 2048
 QUIET = ("malformed", "too_large", "bad_mac", "stale", "future", "replayed", "low_memory")
 QUIET_MS = 60000
-EPOCH_MIN = 1704067200   # 2024-01-01: time.set refuses what no hall clock can be
-EPOCH_MAX = 4102444800   # 2100-01-01
+# time.set refuses what no hall clock can be: before 2024-01-01 (1704067200) or after
+# 2100-01-01 (4102444800, written out where used: a const() must be a small int on the ESP32)
+_EPOCH_MIN = const(1704067200)
 _FIELDS = ("args", "id", "mac", "op", "ts")
 
 # op -> its args: "name" (text), "name:kind" (int, bool, object); "?" ends an optional one.
@@ -222,7 +229,7 @@ def admit(cmd, now, window_s, seen):
     ref = now
     if op == "time.set":
         epoch = args.get("epoch")
-        if _int(epoch) and EPOCH_MIN <= epoch <= EPOCH_MAX:
+        if _int(epoch) and _EPOCH_MIN <= epoch <= 4102444800:
             ref = epoch  # the device clock may be the thing to correct
     if ts < ref - window_s or ts < 0:
         raise Rejected("stale", str(ts - ref))
@@ -248,7 +255,7 @@ def admit(cmd, now, window_s, seen):
     for name in args:
         if name not in names:
             raise Rejected("bad_args", "unexpected " + name[:32])
-    if op == "time.set" and not EPOCH_MIN <= args["epoch"] <= EPOCH_MAX:
+    if op == "time.set" and not _EPOCH_MIN <= args["epoch"] <= 4102444800:
         raise Rejected("bad_args", "epoch must be from 2024-01-01 to 2100-01-01")
     return cmd
 
@@ -410,9 +417,14 @@ async def handle(app, raw, last=True):
     try:
         cmd = authentic(raw, _device_key(app))
         cid, op = cmd["id"], cmd["op"]
-        code = _code_for(app, op)
-        if code:    # loaded before the command is admitted: short of memory, it is tried again
-            _load("firmware." + code)
+        # the code an op loads per use (desk: staff actions, decided here unless a counter's
+        # kiosk decides them), loaded before the command is admitted: short of memory, it is
+        # tried again after shedding, not refused
+        if op == "status":
+            _load("firmware.report")
+        elif op == "day.reset" or (op.startswith(("counter.", "ticket.", "staff.")) and op != "ticket.appointment"
+                                   and app.cfg.get("role") != "counter"):
+            _load("firmware.desk")
         window = cfg["commands"]["window_s"]
         now = app.now()
         seen = ReplayCache(app.root + "/cmd_seen.bin", now, window)
@@ -439,17 +451,6 @@ async def handle(app, raw, last=True):
 
 
 _load = __import__      # (a test makes it run short of memory)
-
-
-def _code_for(app, op):
-    """The module an op loads per use, when it is decided on this device (a counter's staff
-    actions are decided by its kiosk); None if it needs none."""
-    if op == "status":
-        return "report"
-    if op == "day.reset" or (op.startswith(("counter.", "ticket.", "staff.")) and op != "ticket.appointment"
-                             and app.cfg.get("role") != "counter"):
-        return "desk"
-    return None
 
 
 def _device_key(app):

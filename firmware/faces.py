@@ -9,23 +9,23 @@ Each returns a list of lines; one line a language where a line would not fit bot
 from firmware import messages
 
 
-def _names(prefix):
-    """{suffix: (first, second language)} of every hall text under prefix: one pass over
+def texts(key):
+    """{suffix: (first, second language)} of every hall text under key: one pass over
     texts.txt, however many services or counters there are."""
     out = {}
-    want = prefix.encode()
+    want = key.encode()
     try:
         with open(messages.TEXTS, "rb") as f:
             for raw in f:
                 if raw.startswith(want):
                     p = raw.decode().rstrip("\r\n").split("\t")
-                    out[p[0][len(prefix):]] = (p[1], p[2] if len(p) > 2 else p[1])
+                    out[p[0][len(key):]] = (p[1], p[2] if len(p) > 2 else p[1])
     except OSError:
         pass
     return out
 
 
-def _pair(a, b, langs):
+def text(a, b, langs):
     """"a b" in two languages, "a" in one or when the hall gave no second word."""
     return a if len(langs) < 2 or a == b else a + " " + b
 
@@ -50,25 +50,25 @@ def choices(langs):
         return []
     first = words[0].split("|")
     second = words[1].split("|")
-    return [_pair(first[i], second[i] if i < len(second) else "", langs)
+    return [text(first[i], second[i] if i < len(second) else "", langs)
             for i in range(len(first))]
 
 
 def waiting(langs, hall):
     """各业务等候人数 Waiting now, then a line a service: 综合业务 General 3."""
-    out = [_pair(*(messages.text("waiting") or ("", "")), langs)]
-    names = _names("svc.")
+    out = [text(*(messages.text("waiting") or ("", "")), langs)]
+    names = texts("svc.")
     for s in hall.services:
         n = names.get(s.code) or (s.code, s.code)
-        out.append("%s %d" % (_pair(n[0], n[1], langs), hall.waiting_count(s)))
+        out.append("%s %s" % (text(n[0], n[1], langs), hall.waiting_count(s)))
     return out
 
 
-def earlier(langs, calls):
+def calls(langs, calls):
     """最近叫号 Recent calls, then a line a call before the newest: A001 1号窗口 Counter 1."""
-    out = [_pair(*(messages.text("calls") or ("", "")), langs)]
-    names = _names("ctr.")
+    out = [text(*(messages.text("calls") or ("", "")), langs)]
+    names = texts("ctr.")
     for c in calls:
         n = names.get(c[1]) or (c[1], c[1])
-        out.append("%s %s" % (c[0], _pair(n[0], n[1], langs)))
+        out.append("%s %s" % (c[0], text(n[0], n[1], langs)))
     return out

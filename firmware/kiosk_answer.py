@@ -1,5 +1,5 @@
 """The kiosk's answer to one hall request (firmware/role_kiosk.py loads this while requests
-wait). A request older than REQ_MAX_AGE_S by this kiosk's clock is refused "late": a `next`
+wait). A request older than _REQ_MAX_AGE_S (30 s) by this kiosk's clock is refused "late": a `next`
 the counter gave up on is never executed later; a `finish` is exempt - it is the end of a
 service that happened, and the counter delivers it whenever the kiosk is back.
 """
@@ -7,7 +7,7 @@ from firmware import hallnet
 from firmware.hall import Refused
 from firmware.hmac256 import HMAC256
 
-REQ_MAX_AGE_S = 30
+_REQ_MAX_AGE_S = const(30)
 _CLOCK_SET = const(1704067200)  # before 2024 the clock is unset and ages cannot be judged
 _OPS = ("next", "recall", "skip", "finish", "pause", "resume", "close", "transfer", "requeue",
         "signin", "signout", "park", "unpark", "call", "walkin", "sync")
@@ -38,7 +38,7 @@ def handle(k, cid, raw):
     now = app.now()
     if op not in _OPS:
         r = {"ok": False, "refused": "unknown_op", "detail": op[:16]}
-    elif op != "finish" and op != "sync" and now >= _CLOCK_SET and abs(now - m["ts"]) > REQ_MAX_AGE_S:
+    elif op != "finish" and op != "sync" and now >= _CLOCK_SET and abs(now - m["ts"]) > _REQ_MAX_AGE_S:
         k.stats["late"] += 1
         r = {"ok": False, "refused": "late", "detail": str(now - m["ts"])}
     elif op == "sync":

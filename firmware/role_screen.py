@@ -98,7 +98,7 @@ class Screen:
         t, cid, _ = self.calls[0]
         if self.top is None:
             self.top = screens.call_lines(app.langs, t, cid)
-            self.rest = screens.extra("earlier", app.langs, self.calls[1:]) if len(self.calls) > 1 else []
+            self.rest = screens.extra("calls", app.langs, self.calls[1:]) if len(self.calls) > 1 else []
         lines = self.top if self.lit else ["" for _ in self.top]
         screens.show(app, lines + self.rest, "%s %s" % (t, cid) if self.lit else "", 0)
         return True

@@ -260,8 +260,8 @@ tests() {
   export PATH
   set +e
   # several workers: the end-to-end tests mostly wait on devices and brokers (load stays
-  # low), so on 2 cores they finish in well under half the time one worker takes
-  .venv/bin/python -m pytest -q -p no:cacheprovider -n "${QTERM_TEST_WORKERS:-2}" "$@"
+  # low), so 3 workers on 2 cores finish in about half the time one worker takes
+  .venv/bin/python -m pytest -q -p no:cacheprovider -n "${QTERM_TEST_WORKERS:-3}" "$@"
   rc=$?
   set -e
   if [ "$rc" -eq 5 ]; then say "no tests ran - that is a failure"; exit 1; fi

@@ -67,7 +67,7 @@ def test_the_kiosk_shows_each_service_with_its_waiting_count():
 def test_the_call_screen_lists_the_earlier_calls_with_counter_names():
     def check():
         calls = [["A002", "2", False], ["B001", "7", True]]
-        assert faces.earlier(ZH_EN, calls) == ["最近叫号 Recent calls", "A002 2号窗口 Counter 2", "B001 7"]
+        assert faces.calls(ZH_EN, calls) == ["最近叫号 Recent calls", "A002 2号窗口 Counter 2", "B001 7"]
     _with_texts(HALL, check)
 
 
