@@ -142,8 +142,18 @@ class Control:
         if op == "display":
             return {"ok": True, "lines": hal.lines, "indicator": hal.state, "voice": hal.said[-3:]}
         if op == "staff":
-            # counter keypad functions beyond the five keys (numeric entry on a real 呼叫器)
-            return await app.staff(req.get("counter") or app.home, req["action"], req)
+            # counter keypad functions beyond the five keys (numeric entry on a real 呼叫器);
+            # short of memory before anything was journalled (loading the desk code), asked
+            # again after shedding, as a press is
+            seq = app.stamper.seq
+            for pause in (50, 250, 0):
+                try:
+                    return await app.staff(req.get("counter") or app.home, req["action"], req)
+                except MemoryError:
+                    if not pause or app.stamper.seq != seq:
+                        raise
+                app.shed()
+                await asyncio.sleep_ms(pause)
         if op == "keys":
             # the counter's 4x4 keypad (呼叫器): each character is one key, e.g. "*3 12#"
             keys = req["keys"]

@@ -197,7 +197,7 @@ def test_no_control_op_can_create_change_or_delete_a_rating(sim, sub):
         assert r["ok"] is False, (req, r)
     for action in ("rate", "rating", "submit", "expire", "delete", "rate5", "rating.submitted"):
         r = sim.staff(action, ticket=ticket, score=5)
-        assert r["ok"] is False and r["refused"] == "unknown_action", (action, r)
+        assert r["ok"] is False and r.get("refused") == "unknown_action", (action, r)
     for key in ("finish", "skip", "recall"):  # nobody is being served: nothing to finish twice
         assert sim.press(key)["refused"] == "not_serving"
     assert sim.staff("signin", staff="S777", score=5)["ok"]  # a sign-in, nothing more
