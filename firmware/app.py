@@ -735,7 +735,9 @@ class App:
                             await asyncio.sleep_ms(pause)
                         res = reply.get("result") if type(reply) is dict else None
                         if type(res) is dict and "issue" in res:
-                            reply = await self._appointment(reply, res.pop("issue"))
+                            cid = reply["id"]
+                            reply = {"id": cid, "ok": False, "error": "internal"}  # if it fails
+                            reply = await self._appointment(cid, res["issue"])
                     finally:  # off the ring whatever happened: one message never jams it
                         self.cmd_busy = False
                         self.commands[self.cmd_head] = None
@@ -779,7 +781,7 @@ class App:
                         cmds.quiet_over(self)   # what was kept quiet would die with the restart
                     self.restart()
 
-    async def _appointment(self, reply, args):
+    async def _appointment(self, cid, args):
         """A printed appointment ticket a command asked for (commands.handle admitted it, once):
         laid out and printed with the command code given back - the layout and that code do
         not fit a busy 96 KiB heap together. A refusal is journalled as the command's."""
@@ -790,11 +792,10 @@ class App:
         except MemoryError:
             r = {"refused": "low_memory"}
         if r.get("ok"):
-            reply["result"] = r
-            return reply
+            return {"id": cid, "ok": True, "result": r}
         from firmware import commands as cmds
         self.cmd_mod, cmds = cmds, None
-        return self.cmd_mod._refused(self, None, reply["id"], "ticket.appointment",
+        return self.cmd_mod._refused(self, None, cid, "ticket.appointment",
                                      r.get("refused") or "refused", r.get("error", ""))
 
     def restart(self):
