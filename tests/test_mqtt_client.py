@@ -57,11 +57,14 @@ class Device:
 
     def wait_line(self, prefix, timeout=10.0):
         deadline = time.time() + timeout
-        while time.time() < deadline:
-            for ln in self.output().splitlines():
+        while True:
+            ended = self.proc.poll() is not None
+            lines = self.output().split("\n")
+            # whole lines only while it runs: it may be half-way through writing the last one
+            for ln in lines if ended else lines[:-1]:
                 if ln.startswith(prefix):
                     return ln
-            if self.proc.poll() is not None:
+            if ended or time.time() > deadline:
                 break
             time.sleep(0.05)
         raise AssertionError("no %r line; output:\n%s" % (prefix, self.output()[-3000:]))
