@@ -399,7 +399,8 @@ class MQTTClient:
             mv = memoryview(buf)
             a = b = 0       # the bytes not yet parsed: buf[a:b]
             skip = 0        # bytes of a packet too large to receive still to discard
-            short = False   # ... of one that fits the limit, but not the heap just now
+            short = False   # ... of one that fits the limit, but not the heap just now (set
+            #                 each time skipping starts: the only way into it is that except)
             big = None      # the packet being read that buf cannot hold: its own bytearray,
             #                 or buf itself (its head only) when it is too large to receive
             while gen == self._gen:
@@ -474,7 +475,6 @@ class MQTTClient:
                                 e = False
                             # None: too large to receive; False: not held, short of memory
                             # (the application answers the sender either way)
-                            short = False
                             fn(topic, e)
                         except Exception as x:
                             sys.print_exception(x)
