@@ -6,6 +6,7 @@
 """
 import argparse
 import json
+import signal
 import socket
 import sys
 import time
@@ -110,11 +111,8 @@ def main(argv=None):
             return 2
         if a.command:
             return hall.oneshot(a.command)
-        try:
-            return hall.interactive()
-        except KeyboardInterrupt:
-            print()
-            return 0
+        _ctrl_c_ends()
+        return hall.interactive()
     try:
         link = Link(a.port)
     except OSError as e:
@@ -122,11 +120,15 @@ def main(argv=None):
         return 2
     if a.command:
         return _oneshot(link, a.command)
-    try:
-        return _interactive(link, a)
-    except KeyboardInterrupt:  # Ctrl-C while a request is out: leave, as at the prompt
-        print()
-        return 0
+    _ctrl_c_ends()
+    return _interactive(link, a)
+
+
+def _ctrl_c_ends():
+    """Ctrl-C ends the console by the signal's default action, in the kernel. Python's own
+    handler only sets a flag; one that lands between input() printing the prompt and blocking
+    in read() is not seen until a line is typed, so the console (and `dev.sh run`) hung."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _interactive(link, a):
@@ -134,7 +136,7 @@ def _interactive(link, a):
     while True:
         try:
             line = input("qterm> ").strip()
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             print()
             return 0
         if not line:
@@ -290,7 +292,7 @@ class Hall:
         while True:
             try:
                 line = input("qterm %s> " % self.current).strip()
-            except (EOFError, KeyboardInterrupt):
+            except EOFError:
                 print()
                 return 0
             if not line:

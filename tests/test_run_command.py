@@ -28,7 +28,7 @@ class Terminal:
     """`sh tools/dev.sh run` on a pseudo-terminal that is its controlling terminal (so Ctrl-C
     reaches the whole foreground process group, as in a person's terminal window)."""
 
-    def __init__(self, state, control_port, **env):
+    def __init__(self, state, control_port, args=(), **env):
         # its own panel port too: runs side by side must not meet on the default 7780
         e = dict(os.environ, QTERM_STATE=state, QTERM_CONTROL_PORT=str(control_port),
                  QTERM_PANEL_PORT=str(free_port()))
@@ -37,7 +37,7 @@ class Terminal:
         if self.pid == 0:  # the child: becomes the command
             try:
                 os.chdir(ROOT)
-                os.execvpe("sh", ["sh", "tools/dev.sh", "run"], e)
+                os.execvpe("sh", ["sh", "tools/dev.sh", "run"] + list(args), e)
             finally:
                 os._exit(127)
         self.out = b""
@@ -158,6 +158,22 @@ def test_run_gives_a_console_that_takes_a_ticket_and_leaves_nothing_running(stat
         term.type({"quit": b"quit\r", "eof": b"\x04", "ctrl-c": b"\x03"}[leave])
         status = term.wait_exit(EXIT_S)
         assert status == (130 if leave == "ctrl-c" else 0), (status, term.text()[-1500:])
+        assert wait_gone(state) == {}, "left running after the console ended"
+    finally:
+        term.close()
+
+
+def test_run_hall_console_ends_on_ctrl_c_and_stops_the_hall(state):
+    """`run --hall 1` at a person's terminal: a ticket at the kiosk, then Ctrl-C at the prompt
+    ends the run (130) and every device of the hall with it."""
+    term = Terminal(state, free_port(), args=["--hall", "1"])
+    try:
+        at = term.read_until(b"qterm 1> ", BOOT_S * 2)
+        term.type(b"kiosk: t A\r")
+        at = term.read_until(b'"ticket": "A001"', 15, at)
+        term.read_until(b"> ", 15, at)
+        term.type(b"\x03")
+        assert term.wait_exit(EXIT_S) == 130, term.text()[-1500:]
         assert wait_gone(state) == {}, "left running after the console ended"
     finally:
         term.close()

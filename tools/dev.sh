@@ -168,7 +168,7 @@ run() {
   # Everything started below ends with this script: Ctrl-C, EOF, quit or an error.
   pids=""
   trap 'trap - EXIT; stop_all' EXIT
-  trap 'exit 130' INT
+  trap 'echo >&2; exit 130' INT   # the console dies of ^C mid-line: end the line
   trap 'exit 143' TERM
   trap 'exit 129' HUP
   printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$broker_port" > "$state/mosquitto.conf"
