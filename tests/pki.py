@@ -1,7 +1,14 @@
-"""A throw-away CA and a 'localhost' server certificate made with openssl (tests only)."""
+"""A throw-away CA and a 'localhost' server certificate made with openssl (tests only), and
+the fixtures of TLS brokers that use them (import them into a test module to use them)."""
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
+
+import pytest
+
+from tests.broker import Broker, free_port
 
 
 def _openssl(*args, cwd):
@@ -34,3 +41,42 @@ def make_pki(d):
     for name in os.listdir(d):
         os.chmod(os.path.join(d, name), stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
     return d
+
+
+@pytest.fixture(scope="module")
+def pki():
+    d = make_pki(tempfile.mkdtemp(prefix="qterm-pki-"))
+    subprocess.run(["mosquitto_passwd", "-b", "-c", os.path.join(d, "passwd"), "term01", "s3cret"],
+                   check=True, capture_output=True)
+    os.chmod(os.path.join(d, "passwd"), 0o644)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def tls_broker(pki):
+    """A plain listener for the backend's view, and a TLS listener that wants a password."""
+    tls_port = free_port()
+    conf = ("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
+            "allow_anonymous false\npassword_file %s\n") % (
+        tls_port, os.path.join(pki, "ca.pem"), os.path.join(pki, "server.pem"),
+        os.path.join(pki, "server.key"), os.path.join(pki, "passwd"))
+    b = Broker(extra_conf=conf, global_conf="per_listener_settings true\n")
+    b.start()
+    b.tls_port = tls_port
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def mtls_broker(pki):
+    """A TLS listener that wants a client certificate from the test CA (no password)."""
+    tls_port = free_port()
+    conf = ("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
+            "require_certificate true\nallow_anonymous true\n") % (
+        tls_port, os.path.join(pki, "ca.pem"), os.path.join(pki, "server.pem"), os.path.join(pki, "server.key"))
+    b = Broker(extra_conf=conf, global_conf="per_listener_settings true\n")
+    b.start()
+    b.tls_port = tls_port
+    yield b
+    b.stop()

@@ -2,6 +2,7 @@
 
     tools/qterm collect --broker 127.0.0.1:1883 --db hall.sqlite [--keystore FILE] [--site SITE|+]
     tools/qterm collect --broker ... --db hall.sqlite --share G --client-id collector-a
+    tools/qterm collect --broker broker.hall:8883 --cafile ca.pem [--server-name NAME] [--cert C --key K] ...
     tools/qterm collect --db hall.sqlite --gaps [--json]
 
 A long-running subscriber with its own MQTT 3.1.1 client on a *persistent* session (fixed
@@ -41,6 +42,7 @@ import os
 import random
 import signal
 import sqlite3
+import ssl
 import sys
 import time
 
@@ -50,7 +52,7 @@ from firmware.envelope_check import BadMac, parse, verify
 from tools import halldb
 from tools.device import ToolError
 from tools.monitor import parse_broker
-from tools.mqtt_session import MQTTError, Session
+from tools.mqtt_session import MQTTError, Session, tls_context
 from tools.verify import UsageError, _merged, _split, default_keys
 
 SUMMARY_EVERY_S = 60
@@ -70,6 +72,12 @@ def add_arguments(p):
     p.add_argument("--share", metavar="GROUP", help="share the events with the other collectors of GROUP ($share)")
     p.add_argument("--user", help="broker user name")
     p.add_argument("--password", help="broker password")
+    p.add_argument("--cafile", metavar="FILE",
+                   help="connect with TLS, the broker's certificate checked against this CA (PEM or DER)")
+    p.add_argument("--server-name", metavar="NAME",
+                   help="with --cafile: the name the broker's certificate must carry (default: the broker's host)")
+    p.add_argument("--cert", metavar="FILE", help="with --cafile: client certificate (PEM) for a broker that asks for one")
+    p.add_argument("--key", metavar="FILE", help="with --cert: its private key (PEM)")
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the live hall page, e.g. 127.0.0.1:8080")
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--gaps", action="store_true",
@@ -415,6 +423,7 @@ class Collector:
         self.recorder = recorder
         self.log = log
         self.stopping = False
+        self.last_failure = None     # the reason a reconnect last failed, said once
         self.up = False
         self.started = False    # the first connection succeeded
 
@@ -431,7 +440,7 @@ class Collector:
             present = s.open()
         except (OSError, MQTTError) as e:
             s.close(disconnect=False)
-            raise ToolError("cannot reach the broker at %s:%d: %s" % (s.host, s.port, e), 1)
+            raise ToolError("cannot reach the broker at %s:%d: %s" % (s.host, s.port, _why(e, s)), 1)
         self.up = self.started = True
         self.say("collecting from %s:%d as %s (%s session)" % (s.host, s.port, s.client_id,
                                                                   "resumed" if present else "new"))
@@ -489,13 +498,29 @@ class Collector:
             return backoff
         try:
             present = self.session.open()
-        except (OSError, MQTTError):
+        except (OSError, MQTTError) as e:
             self.session.close(disconnect=False)
+            why = _why(e, self.session)
+            if why != self.last_failure:    # once per reason, not once per attempt
+                self.say("cannot reconnect: %s; trying again" % why)
+                self.last_failure = why
             return min(backoff * 2, BACKOFF_MAX_S)
+        self.last_failure = None
         self.up = True
         self.say("reconnected (%s)" % ("session resumed" if present else
                                       "NEW session: the broker kept none, events sent meanwhile may be missing"))
         return BACKOFF_MIN_S
+
+
+def _why(e, session):
+    """An open() failure in a technician's words (a refused certificate names what was checked)."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return ("TLS: the broker's certificate is not accepted (%s); it is checked against --cafile "
+                "and the name %s (--server-name)" % (getattr(e, "verify_message", None) or e,
+                                                        session.server_name))
+    if isinstance(e, ssl.SSLError):
+        return "TLS handshake failed: %s" % (getattr(e, "reason", None) or e)
+    return str(e) or type(e).__name__
 
 
 def _busy(e):
@@ -534,6 +559,18 @@ def _stop_http(server):
             fn()
 
 
+def _tls(args):
+    """The TLS context of --cafile (--cert/--key), or None for a plain connection."""
+    if not args.cafile:
+        if args.cert or args.key or args.server_name:
+            raise ToolError("--cert, --key and --server-name go with --cafile (TLS)", 2)
+        return None
+    try:
+        return tls_context(args.cafile, args.cert, args.key)
+    except ValueError as e:
+        raise ToolError("--cafile/--cert/--key: %s" % e, 2)
+
+
 def run(args):
     if args.gaps:
         db = _open_db(args.db)
@@ -555,7 +592,7 @@ def run(args):
         raise ToolError("--share needs --client-id: each collector of a group its own fixed id", 2)
     client_id = args.client_id or "qterm-collector"
     session = Session(host, port, client_id, subscriptions(args.site, args.share), clean=False,
-                      user=args.user, password=args.password)
+                      user=args.user, password=args.password, tls=_tls(args), server_name=args.server_name)
     col = Collector(session, recorder)
     if not keys:
         col.say("WARNING: no device keys (--keystore): every event is kept apart as unsigned")

@@ -13,11 +13,17 @@ commits an event to its database first, then sends its PUBACK.
     s.ack([m.pid for m in msgs if m.qos == 1])
     s.close()
 
-Failures: OSError (socket), MQTTError (refused, malformed packet, silent broker). The
-caller reconnects; nothing received but not acknowledged is lost, the broker sends it again.
+With tls=tls_context(CA) the connection is TLS, the broker's certificate checked against the
+CA and against server_name (default: host) - a hall broker that only takes TLS, as the
+terminals' own brokers usually are.
+
+Failures: OSError (socket, TLS: ssl.SSLError is one), MQTTError (refused, malformed packet,
+silent broker). The caller reconnects; nothing received but not acknowledged is lost, the
+broker sends it again.
 """
 import select
 import socket
+import ssl
 import time
 from collections import namedtuple
 
@@ -40,6 +46,32 @@ class MQTTError(Exception):
     """The broker refused us, sent a malformed packet, or went silent."""
 
 
+def tls_context(cafile, certfile=None, keyfile=None):
+    """A client TLS context trusting the CA in cafile (PEM, or DER as the terminals keep it),
+    with a client certificate and key (PEM) for a broker that asks for one. ValueError names
+    the file that cannot be used."""
+    try:
+        with open(cafile, "rb") as f:
+            ca = f.read()
+    except OSError as e:
+        raise ValueError("CA certificate %s: %s" % (cafile, e.strerror or e))
+    # This CA only, as the terminals trust only theirs: not the system's public CAs too.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # checks the certificate and its name
+    try:
+        ctx.load_verify_locations(cadata=ca.decode("ascii") if ca.lstrip().startswith(b"-----BEGIN") else ca)
+    except (ssl.SSLError, ValueError) as e:
+        raise ValueError("CA certificate %s is no certificate (PEM or DER expected): %s" % (cafile, e))
+    if certfile or keyfile:
+        if not (certfile and keyfile):
+            raise ValueError("a client certificate needs both its certificate and its key file")
+        try:
+            ctx.load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as e:
+            raise ValueError("client certificate %s / key %s cannot be used (PEM expected, the key "
+                             "matching the certificate): %s" % (certfile, keyfile, e))
+    return ctx
+
+
 def puback(pid):
     return bytes((_PUBACK, 2, pid >> 8, pid & 0xFF))
 
@@ -48,7 +80,7 @@ class Session:
     """One connection to a broker; open() again after a failure (a new socket)."""
 
     def __init__(self, host, port, client_id, subs=(), clean=True, keepalive=30,
-                 user=None, password=None, timeout=5.0):
+                 user=None, password=None, timeout=5.0, tls=None, server_name=None):
         self.host, self.port = host, port
         self.client_id = client_id
         self.subs = list(subs)
@@ -56,6 +88,7 @@ class Session:
         self.keepalive = keepalive
         self.user, self.password = user, password
         self.timeout = timeout
+        self.tls, self.server_name = tls, server_name or host
         self.sock = None
         self.acked = []           # PUBACKs received for our own QoS 1 publishes (packet ids)
         self._buf = bytearray()
@@ -68,8 +101,15 @@ class Session:
     def open(self):
         """Connect, CONNECT, SUBSCRIBE; returns whether the broker kept our session."""
         self.close(disconnect=False)
-        self.sock = socket.create_connection((self.host, self.port), self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.server_name)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
         self._buf = bytearray()
         self._pending = []
         self._last_rx = time.monotonic()
@@ -108,7 +148,7 @@ class Session:
             out, self._pending = self._pending, []
             return out
         self._keepalive()
-        if not select.select([self.sock], [], [], max(0.0, min(timeout, self._quiet_left())))[0]:
+        if not self._readable(max(0.0, min(timeout, self._quiet_left()))):
             self._keepalive()
             return []
         self._read()
@@ -149,6 +189,13 @@ class Session:
             raise MQTTError("broker stopped answering (keepalive timeout)")
         if time.monotonic() - self._last_tx >= self.keepalive / 2:
             self._send(PINGREQ)
+
+    def _readable(self, timeout):
+        """Bytes to read within timeout. TLS may hold decrypted bytes the socket no longer
+        shows to select (a record read whole, only part of it taken)."""
+        if self.tls is not None and self.sock.pending():
+            return True
+        return bool(select.select([self.sock], [], [], timeout)[0])
 
     def _read(self):
         data = self.sock.recv(1 << 18)
@@ -197,6 +244,6 @@ class Session:
             if found:
                 return found
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+            if left <= 0 or not self._readable(left):
                 raise MQTTError("timeout: no %s from the broker" % ("CONNACK" if kind == _CONNACK else "SUBACK"))
             self._read()

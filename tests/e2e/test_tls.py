@@ -3,39 +3,13 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from tests.broker import Broker, Subscriber, free_port
 from tests.e2e.harness import Sim, example_config, publish, sign_command, wait_event
-from tests.pki import make_pki
-
-
-@pytest.fixture(scope="module")
-def pki():
-    d = make_pki(tempfile.mkdtemp(prefix="qterm-pki-"))
-    subprocess.run(["mosquitto_passwd", "-b", "-c", os.path.join(d, "passwd"), "term01", "s3cret"],
-                   check=True, capture_output=True)
-    os.chmod(os.path.join(d, "passwd"), 0o644)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture
-def tls_broker(pki):
-    """A plain listener for the backend's view, and a TLS listener that wants a password."""
-    tls_port = free_port()
-    conf = ("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
-            "allow_anonymous false\npassword_file %s\n") % (
-        tls_port, os.path.join(pki, "ca.pem"), os.path.join(pki, "server.pem"),
-        os.path.join(pki, "server.key"), os.path.join(pki, "passwd"))
-    b = Broker(extra_conf=conf, global_conf="per_listener_settings true\n")
-    b.start()
-    b.tls_port = tls_port
-    yield b
-    b.stop()
+from tests.pki import mtls_broker, pki, tls_broker  # noqa: F401 - fixtures
 
 
 def _sim(broker, pki, ca="ca.der", password="s3cret", server_name="localhost"):
@@ -198,20 +172,6 @@ def test_a_wrong_password_by_config_set_is_tried_then_reverted_and_nothing_is_lo
     finally:
         sim.cleanup()
         sub.stop()
-
-
-@pytest.fixture
-def mtls_broker(pki):
-    """A TLS listener that wants a client certificate from the test CA (no password)."""
-    tls_port = free_port()
-    conf = ("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n"
-            "require_certificate true\nallow_anonymous true\n") % (
-        tls_port, os.path.join(pki, "ca.pem"), os.path.join(pki, "server.pem"), os.path.join(pki, "server.key"))
-    b = Broker(extra_conf=conf, global_conf="per_listener_settings true\n")
-    b.start()
-    b.tls_port = tls_port
-    yield b
-    b.stop()
 
 
 @pytest.mark.parametrize("with_cert", [True, False])
