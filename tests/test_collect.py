@@ -340,6 +340,8 @@ def test_exit_status_usage_and_unreachable_broker(tmp_path):
     assert r.returncode == 2 and "none.json" in r.stderr
     r = qterm("--db", db, "--broker", "127.0.0.1:1", "--share", "G")
     assert r.returncode == 2 and "--client-id" in r.stderr
+    r = qterm("--db", db, "--broker", "127.0.0.1:1", "--suspect-keep", "-1")
+    assert r.returncode == 2 and "--suspect-keep" in r.stderr
     ks = tmp_path / "k.json"
     ks.write_text("{}")
     port = _free_port()

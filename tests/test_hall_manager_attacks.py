@@ -50,7 +50,7 @@ def test_a_hostile_payload_is_kept_apart_not_a_crash(rec, name, dev, payload):
     good = stream(n=2)
     verdicts = rec.batch([good[0], (topic(dev, "rating.submitted"), payload), good[1]])
     assert verdicts == ["stored", "malformed", "stored"], name
-    assert rows(rec.db, "SELECT verdict, raw FROM suspect") == [("malformed", payload)]
+    assert rows(rec.db, "SELECT verdict, raw FROM suspect") == [("malformed", payload[:halldb.RAW_KEEP])]
     assert rows(rec.db, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,)]
 
 
@@ -250,3 +250,50 @@ def test_a_report_never_writes_nor_makes_another_database_a_hall_database(tmp_pa
         assert r.returncode == 1 and "hall database" in r.stderr, (args, r.stderr)
     assert other.read_bytes() == before
     assert not (tmp_path / "other.sqlite-wal").exists()
+
+
+# --- the collector: a junk flood cannot fill the disk ---------------------------------------
+
+def test_a_junk_flood_past_the_cap_is_counted_not_kept(tmp_path):
+    """Before: every junk message became a row with its bytes (a 5 s flood: 207 000 rows,
+    28 MB, and on). Now rows up to --suspect-keep, the rest counted per device and verdict;
+    the report and the live page count both, so the marks stay."""
+    db = halldb.connect(str(tmp_path / "hall.sqlite"))
+    rec = collect.Recorder(db, {SITE + "/ctr1": KEY}, suspect_keep=5)
+    junk = [(topic("ctr%d" % (i % 3), "rating.submitted"), b"junk %d" % i) for i in range(40)]
+    good = stream(n=3)
+    assert rec.batch(junk[:20] + [good[0]]) == ["malformed"] * 20 + ["stored"]
+    assert rec.batch(junk[20:] + good[1:]) == ["malformed"] * 20 + ["stored"] * 2
+    assert rows(db, "SELECT COUNT(*) FROM suspect") == [(5,)]
+    over = dict(((d, v), n) for d, v, n in rows(db, "SELECT device, verdict, n FROM suspect_over"))
+    assert sum(over.values()) == 35 and set(v for _d, v in over) == {"malformed"}
+    counts = halldb.suspect_counts(db)
+    assert sum(counts.values()) == 40
+    assert counts[(SITE + "/ctr1", "malformed")] == 13          # every third of the 40
+    assert rows(db, "SELECT COUNT(*) FROM events") == [(3,)]    # verified events are never capped
+    assert rec.summary().startswith("stored 3, duplicates 0, suspect 40 (forged 0, unsigned 0, malformed 40)")
+    live = livepage.live(db)
+    assert live["suspect_total"] == 40
+    from tools import report
+    devs = {d["device"]: d for d in report.integrity(db)}
+    assert devs[SITE + "/ctr1"]["suspect"] == {"malformed": 13} and not devs[SITE + "/ctr1"]["clean"]
+    db.close()
+
+
+def test_a_huge_suspect_payload_keeps_its_first_bytes_and_says_so(rec):
+    payload = b"x" * (halldb.RAW_KEEP * 10)
+    assert rec.batch([(topic("ctr1", "rating.submitted"), payload)]) == ["malformed"]
+    (raw, reason), = rows(rec.db, "SELECT raw, reason FROM suspect")
+    assert raw == payload[:halldb.RAW_KEEP]
+    assert "(first %d of %d bytes kept)" % (halldb.RAW_KEEP, len(payload)) in reason
+
+
+def test_suspect_counts_read_a_database_from_before_the_cap(tmp_path):
+    path = str(tmp_path / "old.sqlite")
+    db = halldb.connect(path)
+    db.execute("DROP TABLE suspect_over")
+    db.execute("INSERT INTO suspect (device, verdict, raw, received) VALUES ('hall01/ctr1', 'forged', x'00', 0)")
+    db.close()
+    ro = halldb.connect_ro(path)
+    assert halldb.suspect_counts(ro) == {("hall01/ctr1", "forged"): 1}
+    ro.close()

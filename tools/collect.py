@@ -56,6 +56,7 @@ from tools.mqtt_session import MQTTError, Session, tls_context
 from tools.verify import UsageError, _merged, _split, default_keys
 
 SUMMARY_EVERY_S = 60
+SUSPECT_KEEP = 50000      # suspect rows kept with their bytes (at most ~4 KiB each: ~200 MB)
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 10.0
 
@@ -78,6 +79,8 @@ def add_arguments(p):
                    help="with --cafile: the name the broker's certificate must carry (default: the broker's host)")
     p.add_argument("--cert", metavar="FILE", help="with --cafile: client certificate (PEM) for a broker that asks for one")
     p.add_argument("--key", metavar="FILE", help="with --cert: its private key (PEM)")
+    p.add_argument("--suspect-keep", type=int, default=SUSPECT_KEEP, metavar="N",
+                   help="suspect messages kept with their bytes (default %d); later ones are counted only" % SUSPECT_KEEP)
     p.add_argument("--http", metavar="HOST:PORT", help="also serve the live hall page, e.g. 127.0.0.1:8080")
     p.add_argument("--seconds", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--gaps", action="store_true",
@@ -165,9 +168,12 @@ class Keys:
 class Recorder:
     """Verifies messages and writes them to the hall database, a batch per transaction."""
 
-    def __init__(self, db, keys):
+    def __init__(self, db, keys, suspect_keep=SUSPECT_KEEP):
         self.db = db
         self.keys = keys if isinstance(keys, Keys) else Keys(keys=keys)
+        self.suspect_keep = suspect_keep
+        self._suspect_rows = 0      # rows kept in suspect, read at each batch (other collectors add too)
+        self._said_full = False
         self.counts = dict.fromkeys(("stored", "duplicates", "forged", "unsigned", "malformed",
                                      "chain_breaks", "status"), 0)
         self._seen = set()          # devices with an event stored in the batch at hand
@@ -191,6 +197,9 @@ class Recorder:
     def _batch(self, messages, now, guarded):
         self._seen = set()
         self.db.execute("BEGIN IMMEDIATE")   # the write lock first: reads below see every commit
+        # max(id), not COUNT(*): a lookup, not a read of every kept row at every batch; ids
+        # are handed out as max + 1, so it counts every row ever kept (all collectors' too)
+        self._suspect_rows = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM suspect").fetchone()[0]
         try:
             record = self._guarded if guarded else self.record
             verdicts = [record(t, p, now) for t, p in messages]
@@ -319,13 +328,28 @@ class Recorder:
             (device, int(column == "duplicates"), int(column == "chain_breaks"), now))
 
     def _suspect(self, device, env, verdict, reason, topic, payload, now):
+        if self._suspect_rows >= self.suspect_keep:
+            # Past the cap a junk flood is counted, not kept: the disk is the hall's record.
+            self.db.execute(
+                "INSERT INTO suspect_over (device, verdict, n, first, last) VALUES (?, ?, 1, ?, ?) "
+                "ON CONFLICT (device, verdict) DO UPDATE SET n = n + 1, last = excluded.last",
+                (device or "", verdict, now, now))
+            if not self._said_full:
+                print("collect: %d suspect messages kept: later ones are only counted per device and "
+                      "verdict (suspect_over; --suspect-keep)" % self._suspect_rows, file=sys.stderr)
+                self._said_full = True
+            return verdict
+        if len(payload) > halldb.RAW_KEEP:
+            reason = "%s (first %d of %d bytes kept)" % (reason, halldb.RAW_KEEP, len(payload))
+            payload = payload[:halldb.RAW_KEEP]
         seq = env.get("seq") if isinstance(env, dict) else None
         etype = env.get("type") if isinstance(env, dict) else None
-        self.db.execute(
+        cur = self.db.execute(
             "INSERT OR IGNORE INTO suspect (device, seq, type, verdict, reason, topic, raw, received) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (device, seq if _int64(seq) else None, etype if isinstance(etype, str) else None,
              verdict, reason, topic, payload, now))
+        self._suspect_rows += cur.rowcount
         return verdict
 
     # --- device health ------------------------------------------------------------------
@@ -586,7 +610,9 @@ def run(args):
     except UsageError as e:
         raise ToolError(str(e), 2)
     db = _open_db(args.db)
-    recorder = Recorder(db, Keys(path, keys))
+    if args.suspect_keep < 0:
+        raise ToolError("--suspect-keep: a count of rows, 0 or more", 2)
+    recorder = Recorder(db, Keys(path, keys), args.suspect_keep)
     if args.share and not args.client_id:
         # two members of a group with one id would take the session from each other for ever
         raise ToolError("--share needs --client-id: each collector of a group its own fixed id", 2)

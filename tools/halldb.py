@@ -10,7 +10,10 @@ events     one row per *verified* event (mac checked with its device's key): dev
            (device, seq): stored once; figures are computed from this table only.
 suspect    everything kept apart, never counted: verdict 'forged' (bad mac, or a seq already
            held by a different verified event), 'unsigned' (no key for the device),
-           'malformed' (not an envelope), with the reason, topic and raw bytes.
+           'malformed' (not an envelope), with the reason, topic and raw bytes (the first
+           RAW_KEEP bytes of a bigger payload). Kept up to the collector's --suspect-keep rows;
+suspect_over  what came after that, counted per device and verdict only (a flood of junk
+           cannot fill the disk), never lost from the figures' marks.
 device_stats  per device: duplicates (identical re-sends, e.g. QoS 1 redelivery),
            chain_breaks (prev not the hash of the stored event before it), last_received.
 status     the latest retained status and state payload per device (device health).
@@ -49,6 +52,14 @@ CREATE TABLE IF NOT EXISTS suspect (
     received REAL NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS suspect_once ON suspect (topic, raw);
+CREATE TABLE IF NOT EXISTS suspect_over (
+    device TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    first REAL NOT NULL,
+    last REAL NOT NULL,
+    PRIMARY KEY (device, verdict)
+);
 CREATE TABLE IF NOT EXISTS device_stats (
     device TEXT PRIMARY KEY,
     duplicates INTEGER NOT NULL DEFAULT 0,
@@ -90,6 +101,25 @@ def connect_ro(path, timeout=5.0):
     db = sqlite3.connect(uri, uri=True, timeout=timeout)
     db.execute("PRAGMA busy_timeout=%d" % int(timeout * 1000))
     return db
+
+
+RAW_KEEP = 4096    # a terminal's event is at most ~1.5 KB: enough of any payload to inspect it
+
+
+def suspect_counts(db):
+    """{(device or None, verdict): messages kept apart}: the rows kept and those only counted
+    after the cap (a database from before suspect_over has rows only)."""
+    out = {}
+    for dev, verdict, n in db.execute("SELECT device, verdict, COUNT(*) FROM suspect GROUP BY device, verdict"):
+        out[(dev, verdict)] = n
+    try:
+        over = db.execute("SELECT device, verdict, n FROM suspect_over").fetchall()
+    except sqlite3.OperationalError:    # no such table: written by an older collector
+        over = []
+    for dev, verdict, n in over:
+        key = (dev or None, verdict)
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 def is_day(d):

@@ -17,6 +17,7 @@ time (WAL), and a reader never blocks it.
 Only verified events count (the `events` table); suspect ones are shown as a count.
 """
 import calendar
+import collections
 import json
 import socket
 import sqlite3
@@ -258,7 +259,9 @@ def health(db, devices, roles, payloads, day):
     since = day_window(day)[0] if day else None
     beats = _latest_by_device(db, "device.heartbeat", since)
     papers = _latest_by_device(db, "printer.status")
-    suspect = dict(db.execute("SELECT device, COUNT(*) FROM suspect WHERE device IS NOT NULL GROUP BY device"))
+    suspect = collections.Counter()
+    for (dev, _verdict), n in halldb.suspect_counts(db).items():
+        suspect[dev] += n
     rows = []
     for device in devices:
         p = payloads.get(device, {})
@@ -311,7 +314,7 @@ def live(db):
         "satisfaction": sat,
         "bad_ratings": bad,
         "devices": health(db, devices, roles, payloads, day),
-        "suspect_total": db.execute("SELECT COUNT(*) FROM suspect").fetchone()[0],
+        "suspect_total": sum(halldb.suspect_counts(db).values()),
     }
 
 

@@ -248,7 +248,7 @@ def integrity(db):
             for lo, hi, told in _split(last + 1, seq - 1, _merged(announced[dev])):
                 (d["dropped"] if told else d["gaps"]).append([lo, hi])
         prev[dev] = d["last_seq"] = seq
-    for dev, verdict, n in db.execute("SELECT device, verdict, count(*) FROM suspect GROUP BY device, verdict"):
+    for (dev, verdict), n in sorted(halldb.suspect_counts(db).items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         entry(dev or "(unknown device)")["suspect"][verdict] = n
     for dev, dup, breaks in db.execute("SELECT device, duplicates, chain_breaks FROM device_stats"):
         if dev in devs or dup or breaks:
