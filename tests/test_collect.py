@@ -435,6 +435,10 @@ class Device(threading.Thread):
         self.resends = 0
         self.error = None
 
+    def start_(self):
+        self.start()
+        return self
+
     def payload(self, i):
         if self.scores:
             return "rating.submitted", self.stamper.stamp("rating.submitted", rating(i, self.dev[3:], self.scores[i]),
@@ -474,6 +478,13 @@ class Device(threading.Thread):
             self.error = e
         finally:
             s.close()
+
+
+def _all_sent(devs):
+    """Wait for the Devices to finish; each must have had all its events acknowledged."""
+    for d in devs:
+        d.join(60)
+        assert d.error is None and len(d.sent) == d.n, (d.dev, d.error, len(d.sent))
 
 
 def _keystore(path, devices):
@@ -535,9 +546,7 @@ def test_sigkilled_twice_and_a_broker_restart_lose_and_double_nothing(tmp_path):
         col.kill()                      # 2: right in the flow again
         time.sleep(0.5)
         col.start()
-        for d in devs:
-            d.join(60)
-            assert d.error is None and len(d.sent) == d.n, (d.dev, d.error, len(d.sent))
+        _all_sent(devs)
         _wait(lambda: _count(db_path) >= 1200, 30, "1200 events in the database")
         time.sleep(0.5)                 # a late re-send would show as a duplicate, never a second row
         assert col.term() == 0
@@ -573,12 +582,7 @@ def test_two_collectors_share_the_load_and_store_each_event_once(tmp_path):
     try:
         for c in cols:
             c.start()
-        devs = [Device(broker.port, d, k, 500, 400) for d, k in keys.items()]
-        for d in devs:
-            d.start()
-        for d in devs:
-            d.join(60)
-            assert d.error is None and len(d.sent) == d.n
+        _all_sent([Device(broker.port, d, k, 500, 400).start_() for d, k in keys.items()])
         _wait(lambda: _count(db_path) >= 2000, 30, "2000 events in the database")
         assert [c.term() for c in cols] == [0, 0]
         stored = [c.stored() for c in cols]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.pki import mtls_broker, pki, tls_broker  # noqa: F401 - fixtures
-from tests.test_collect import KEY, KEY2, ROOT, CollectorProc, Device, _count, _keystore, _wait
+from tests.test_collect import KEY, KEY2, ROOT, CollectorProc, Device, _all_sent, _count, _keystore, _wait
 from tools.mqtt_session import tls_context
 
 
@@ -30,12 +30,7 @@ def test_events_over_tls_with_a_password_are_stored_once(tmp_path, pki, tls_brok
                         "--user", "term01", "--password", "s3cret")
     try:
         col.start()
-        devs = [Device(tls_broker.port, d, k, 300, 600) for d, k in keys.items()]
-        for d in devs:
-            d.start()
-        for d in devs:
-            d.join(60)
-            assert d.error is None and len(d.sent) == d.n
+        _all_sent([Device(tls_broker.port, d, k, 300, 600).start_() for d, k in keys.items()])
         _wait(lambda: _count(db) >= 600, 30, "600 events in the database")
         assert col.term() == 0
         conn = sqlite3.connect(db)
