@@ -126,3 +126,39 @@ def test_a_reconnect_that_keeps_failing_says_why_once_per_reason():
     assert len(lines) == 2, lines
     assert "certificate is not accepted" in lines[0] and "broker.hall" in lines[0], lines
     assert "Connection refused" in lines[1] and not col.up
+
+
+@pytest.mark.parametrize("prefix", [
+    b"Bag Attributes\n    friendlyName: qterm test CA\nsubject=CN = qterm test CA\n\n",   # openssl pkcs12 -out
+    b"\xef\xbb\xbf",                                                                      # a UTF-8 BOM
+    "# 大厅 CA, f\u00fcr die Halle\n".encode(),                                            # a comment, UTF-8
+])
+def test_a_pem_ca_with_text_around_it_is_taken_as_openssl_takes_it(pki, tmp_path, prefix):
+    """Found by attacking: PEM was recognised only when the file started with -----BEGIN and
+    was pure ASCII; what openssl pkcs12 / x509 -text write was 'no certificate'."""
+    with open(os.path.join(pki, "ca.pem"), "rb") as f:
+        pem = f.read()
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(prefix + pem + b"\ntrailing words\n")
+    assert tls_context(str(ca)).cert_store_stats()["x509_ca"] == 1
+
+
+def test_an_encrypted_client_key_is_refused_in_words_not_asked_for(tmp_path, pki):
+    """OpenSSL would ask for the passphrase on the terminal (a service hangs, or fails with
+    'Invalid argument' without one)."""
+    enc = str(tmp_path / "enc.key")
+    subprocess.run(["openssl", "pkey", "-in", os.path.join(pki, "device.key"), "-aes256", "-passout", "pass:x",
+                    "-out", enc], check=True, capture_output=True)
+    ks = _keystore(str(tmp_path / "keys.json"), {"ctr1": KEY})
+    r = subprocess.run([sys.executable, "-m", "tools", "collect", "--broker", "127.0.0.1:1", "--db",
+                        str(tmp_path / "h.sqlite"), "--keystore", ks, "--cafile", os.path.join(pki, "ca.pem"),
+                        "--cert", os.path.join(pki, "device.pem"), "--key", enc],
+                       cwd=ROOT, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and "encrypted" in r.stderr and "passphrase" in r.stderr, r.stderr
+
+
+def test_tls_to_a_plain_mqtt_port_asks_whether_it_is_a_tls_listener(tmp_path, pki, tls_broker):
+    ks = _keystore(str(tmp_path / "keys.json"), {"ctr1": KEY})
+    r = _collect(tls_broker.port, str(tmp_path / "h.sqlite"), ks, "--cafile", os.path.join(pki, "ca.pem"),
+                 "--server-name", "localhost")
+    assert r.returncode == 1 and "a TLS listener?" in r.stderr, r.stderr

@@ -50,7 +50,7 @@ def test_a_hostile_payload_is_kept_apart_not_a_crash(rec, name, dev, payload):
     good = stream(n=2)
     verdicts = rec.batch([good[0], (topic(dev, "rating.submitted"), payload), good[1]])
     assert verdicts == ["stored", "malformed", "stored"], name
-    assert rows(rec.db, "SELECT verdict, raw FROM suspect") == [("malformed", payload[:halldb.RAW_KEEP])]
+    assert rows(rec.db, "SELECT verdict, raw FROM suspect") == [("malformed", halldb.cut(payload, halldb.RAW_KEEP))]
     assert rows(rec.db, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,)]
 
 
@@ -284,8 +284,82 @@ def test_a_huge_suspect_payload_keeps_its_first_bytes_and_says_so(rec):
     payload = b"x" * (halldb.RAW_KEEP * 10)
     assert rec.batch([(topic("ctr1", "rating.submitted"), payload)]) == ["malformed"]
     (raw, reason), = rows(rec.db, "SELECT raw, reason FROM suspect")
-    assert raw == payload[:halldb.RAW_KEEP]
+    assert raw.startswith(payload[:halldb.RAW_KEEP]) and b"[%d in all, sha256 " % len(payload) in raw
+    assert len(raw) < halldb.RAW_KEEP + 64
     assert "(first %d of %d bytes kept)" % (halldb.RAW_KEEP, len(payload)) in reason
+
+
+def _db_size(db, path):
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return os.path.getsize(path)
+
+
+def test_junk_past_the_cap_under_random_device_names_does_not_grow_the_database(tmp_path):
+    """Found by attacking the cap: past it, suspect_over had a row per (device, verdict) with
+    the device whatever the topic said - 3000 random 1000-char names grew the file by 18 MB.
+    Now a device the key store does not know is counted under '' (unknown)."""
+    path = str(tmp_path / "hall.sqlite")
+    db = halldb.connect(path)
+    rec = collect.Recorder(db, {SITE + "/ctr1": KEY}, suspect_keep=10)
+    rec.batch([(topic("ctr1", "rating.submitted"), b"junk %d" % i) for i in range(10)])
+    at_cap = _db_size(db, path)
+    for _ in range(6):
+        rec.batch([("qterm/v1/hall01/%s/evt/x" % os.urandom(500).hex(), b"j") for _ in range(500)])
+    rec.batch([(topic("ctr1", "rating.submitted"), b"more junk")])
+    grown = _db_size(db, path) - at_cap
+    assert grown < 1 << 20, "3000 junk messages past the cap grew the database by %d bytes" % grown
+    counts = halldb.suspect_counts(db)
+    assert sum(counts.values()) == 3011
+    assert counts[(None, "malformed")] == 3000 and counts[(SITE + "/ctr1", "malformed")] == 11
+    db.close()
+
+
+def test_a_suspect_row_keeps_a_bounded_size_whatever_the_payload_says(rec):
+    """Found by attacking the cap: raw was cut, but the type column and the reason kept strings
+    taken from the payload whole (its dev and type, an unexpected field's name): 400 KB rows."""
+    big = "A" * 200000
+    env = {"v": 1, "dev": big, "seq": 1, "ts": 1, "boot": 1, "type": big, "data": {},
+           "prev": "0" * 32, "mac": "0" * 32}
+    odd = dict(env, dev="ctr1", type="rating.submitted")
+    odd[big] = 1
+    long_topic = "qterm/v1/hall01/%s/evt/x" % ("d" * 60000)
+    assert rec.batch([(topic("ctr1", "rating.submitted"), json.dumps(env).encode()),
+                      (topic("ctr1", "rating.submitted"), json.dumps(odd).encode()),
+                      (long_topic, b"junk")]) == ["forged", "malformed", "malformed"]
+    sizes = rows(rec.db, "SELECT length(device), length(type), length(reason), length(topic), length(raw) FROM suspect")
+    assert len(sizes) == 3
+    for row in sizes:
+        assert sum(n or 0 for n in row) <= halldb.RAW_KEEP + 6 * halldb.TEXT_KEEP, row
+
+
+def test_two_different_big_junk_payloads_are_two_rows(rec):
+    """Found by attacking the cap: cut to the same first RAW_KEEP bytes, the second of two
+    different payloads met the (topic, raw) unique index and was counted nowhere."""
+    head = b"x" * (halldb.RAW_KEEP + 10)
+    t = topic("ctr1", "rating.submitted")
+    assert rec.batch([(t, head + b"A"), (t, head + b"B"), (t, head + b"B")]) == ["malformed"] * 3
+    assert sum(halldb.suspect_counts(rec.db).values()) == 2     # the identical re-send is kept once
+
+
+def test_status_junk_is_bounded_and_only_known_devices_have_health(tmp_path):
+    """Found by attacking: retained status/state (unsigned by contract) were stored for any
+    device name with the whole payload - 200 x 100 KB status grew the file by 20 MB, and every
+    made-up device appeared on the live page."""
+    path = str(tmp_path / "hall.sqlite")
+    db = halldb.connect(path)
+    rec = collect.Recorder(db, {SITE + "/ctr1": KEY}, suspect_keep=10)
+    before = _db_size(db, path)
+    for _ in range(4):
+        assert set(rec.batch([("qterm/v1/hall01/%s/status" % os.urandom(8).hex(), b"S" * 100000)
+                              for _ in range(50)])) == {"unsigned"}
+    big = b'{"state":"online","x":"%s"}' % (b"y" * halldb.STATUS_KEEP)
+    assert rec.batch([("qterm/v1/hall01/ctr1/status", big),
+                      ("qterm/v1/hall01/ctr1/state", b'{"waiting":{"A":1}}')]) == ["malformed", "status"]
+    grown = _db_size(db, path) - before
+    assert grown < 1 << 20, "200 junk status messages grew the database by %d bytes" % grown
+    assert rows(db, "SELECT device, kind FROM status") == [(SITE + "/ctr1", "state")]
+    assert [d["device"] for d in livepage.live(db)["devices"]] == [SITE + "/ctr1"]
+    db.close()
 
 
 def test_suspect_counts_read_a_database_from_before_the_cap(tmp_path):

@@ -154,14 +154,14 @@ class Keys:
             return None
 
     def lookup(self, site, dev):
-        key = self.keys.get(site + "/" + dev) or self.keys.get(dev)
+        key = (site is not None and self.keys.get(site + "/" + dev)) or self.keys.get(dev)
         if key is None and self.path and self._stat() != self._mtime:
             try:
                 self.keys = default_keys(self.path)[1]
                 self._mtime = self._stat()
             except UsageError as e:
                 print("collect: key store not reloaded: %s" % e, file=sys.stderr)
-            key = self.keys.get(site + "/" + dev) or self.keys.get(dev)
+            key = (site is not None and self.keys.get(site + "/" + dev)) or self.keys.get(dev)
         return key
 
 
@@ -239,8 +239,7 @@ class Recorder:
         if kind == "evt":
             verdict = self._event(topic, site, dev, etype, payload, now)
         elif kind in ("status", "state"):
-            self._status(halldb.device_name(site, dev), kind, payload, now)
-            verdict = "status"
+            verdict = self._status(topic, site, dev, kind, payload, now)
         else:
             return "ignored"
         self.counts[verdict if verdict != "duplicate" else "duplicates"] += 1
@@ -328,12 +327,15 @@ class Recorder:
             (device, int(column == "duplicates"), int(column == "chain_breaks"), now))
 
     def _suspect(self, device, env, verdict, reason, topic, payload, now):
+        """Keep a message apart. Everything in the row is cut to a size (the payload to RAW_KEEP,
+        names and reasons - which may quote the payload - to TEXT_KEEP), and past --suspect-keep
+        rows it is only counted: a flood of junk cannot fill the disk."""
         if self._suspect_rows >= self.suspect_keep:
-            # Past the cap a junk flood is counted, not kept: the disk is the hall's record.
+            # per device only for a device of the key store: junk names one row in all ('')
             self.db.execute(
                 "INSERT INTO suspect_over (device, verdict, n, first, last) VALUES (?, ?, 1, ?, ?) "
                 "ON CONFLICT (device, verdict) DO UPDATE SET n = n + 1, last = excluded.last",
-                (device or "", verdict, now, now))
+                (device if device and self._known(device) else "", verdict, now, now))
             if not self._said_full:
                 print("collect: %d suspect messages kept: later ones are only counted per device and "
                       "verdict (suspect_over; --suspect-keep)" % self._suspect_rows, file=sys.stderr)
@@ -341,27 +343,43 @@ class Recorder:
             return verdict
         if len(payload) > halldb.RAW_KEEP:
             reason = "%s (first %d of %d bytes kept)" % (reason, halldb.RAW_KEEP, len(payload))
-            payload = payload[:halldb.RAW_KEEP]
         seq = env.get("seq") if isinstance(env, dict) else None
         etype = env.get("type") if isinstance(env, dict) else None
+        text = halldb.TEXT_KEEP
         cur = self.db.execute(
             "INSERT OR IGNORE INTO suspect (device, seq, type, verdict, reason, topic, raw, received) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (device, seq if _int64(seq) else None, etype if isinstance(etype, str) else None,
-             verdict, reason, topic, payload, now))
+            (halldb.cut(device, text), seq if _int64(seq) else None,
+             halldb.cut(etype, text) if isinstance(etype, str) else None, verdict, halldb.cut(reason, text),
+             halldb.cut(topic, text), halldb.cut(payload, halldb.RAW_KEEP), now))
         self._suspect_rows += cur.rowcount
         return verdict
 
+    def _known(self, device):
+        site, _, dev = device.rpartition("/")
+        return self.keys.lookup(site or None, dev) is not None
+
     # --- device health ------------------------------------------------------------------
 
-    def _status(self, device, kind, payload, now):
+    def _status(self, topic, site, dev, kind, payload, now):
+        """Keep the latest retained status/state of a device of the key store. They are unsigned
+        (contract v1): any client could send them, so a device the hall does not know, or a
+        payload no terminal sends, is kept apart like junk - bounded, not a row per name."""
+        device = halldb.device_name(site, dev)
+        if self.keys.lookup(site, dev) is None:
+            return self._suspect(device, None, "unsigned", "%s of a device not in the key store" % kind,
+                                 topic, payload, now)
+        if len(payload) > halldb.STATUS_KEEP:
+            return self._suspect(device, None, "malformed", "%s of %d bytes (over %d)"
+                                 % (kind, len(payload), halldb.STATUS_KEEP), topic, payload, now)
         if not payload:     # an empty retained message clears the topic
             self.db.execute("DELETE FROM status WHERE device = ? AND kind = ?", (device, kind))
-            return
+            return "status"
         self.db.execute(
             "INSERT INTO status (device, kind, payload, received) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (device, kind) DO UPDATE SET payload = excluded.payload, received = excluded.received",
             (device, kind, payload.decode("utf-8", "replace"), now))
+        return "status"
 
     def summary(self):
         c = self.counts
@@ -543,7 +561,8 @@ def _why(e, session):
                 "and the name %s (--server-name)" % (getattr(e, "verify_message", None) or e,
                                                         session.server_name))
     if isinstance(e, ssl.SSLError):
-        return "TLS handshake failed: %s" % (getattr(e, "reason", None) or e)
+        return "TLS handshake failed: %s (is %s:%d a TLS listener?)" % (
+            getattr(e, "reason", None) or e, session.host, session.port)
     return str(e) or type(e).__name__
 
 

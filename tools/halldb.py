@@ -20,6 +20,7 @@ status     the latest retained status and state payload per device (device healt
 followups  a bad rating's follow-up as recorded by the hall (record id = 办件编号).
 """
 import datetime
+import hashlib
 import json
 import sqlite3
 import time
@@ -104,6 +105,19 @@ def connect_ro(path, timeout=5.0):
 
 
 RAW_KEEP = 4096    # a terminal's event is at most ~1.5 KB: enough of any payload to inspect it
+TEXT_KEEP = 256    # of a suspect's device, type, topic and reason (a real topic is < 100)
+STATUS_KEEP = 16384   # a retained status/state bigger than this is no terminal's (~1 KB)
+
+
+def cut(value, keep):
+    """value (str or bytes) as a suspect row keeps it: whole up to keep, else its first keep
+    characters/bytes and a tail with its length and digest - two different long values stay
+    two rows, an identical re-send stays one (suspect rows are unique by topic and raw)."""
+    if value is None or len(value) <= keep:
+        return value
+    whole = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+    tail = " ...[%d in all, sha256 %s]" % (len(value), hashlib.sha256(whole).hexdigest()[:16])
+    return value[:keep] + (tail if isinstance(value, str) else tail.encode())
 
 
 def suspect_counts(db):

@@ -58,18 +58,27 @@ def tls_context(cafile, certfile=None, keyfile=None):
     # This CA only, as the terminals trust only theirs: not the system's public CAs too.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)   # checks the certificate and its name
     try:
-        ctx.load_verify_locations(cadata=ca.decode("ascii") if ca.lstrip().startswith(b"-----BEGIN") else ca)
+        if b"-----BEGIN" in ca:     # PEM, maybe with text around it (openssl -text, pkcs12 -out)
+            ctx.load_verify_locations(cafile=cafile)
+        else:
+            ctx.load_verify_locations(cadata=ca)
     except (ssl.SSLError, ValueError) as e:
         raise ValueError("CA certificate %s is no certificate (PEM or DER expected): %s" % (cafile, e))
     if certfile or keyfile:
         if not (certfile and keyfile):
             raise ValueError("a client certificate needs both its certificate and its key file")
         try:
-            ctx.load_cert_chain(certfile, keyfile)
+            ctx.load_cert_chain(certfile, keyfile, password=_no_passphrase)
         except (OSError, ssl.SSLError) as e:
             raise ValueError("client certificate %s / key %s cannot be used (PEM expected, the key "
                              "matching the certificate): %s" % (certfile, keyfile, e))
     return ctx
+
+
+def _no_passphrase():
+    # OpenSSL would ask on the terminal (a service has none, and would hang or fail obscurely)
+    raise ValueError("the client key is encrypted: give it without a passphrase "
+                     "(openssl pkey -in KEY -out PLAIN_KEY), kept readable by this user only")
 
 
 def puback(pid):
@@ -106,6 +115,13 @@ class Session:
         if self.tls is not None:
             try:
                 sock = self.tls.wrap_socket(sock, server_hostname=self.server_name)
+            except ssl.SSLError:
+                sock.close()
+                raise
+            except OSError as e:    # reset, closed, timed out: a plain MQTT port does that
+                sock.close()
+                raise OSError(e.errno, "%s during the TLS handshake (is %s:%d a TLS listener?)"
+                              % (e.strerror or e, self.host, self.port)) from e
             except BaseException:
                 sock.close()
                 raise
