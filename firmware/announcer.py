@@ -85,6 +85,13 @@ class Announcer:
                     return s
             self._cur = None
 
+    def tickets(self):
+        """The tickets of the calls not yet said in full (the one being said, then the waiting)."""
+        out = [self._cur[0]] if self._cur is not None else []
+        for k in range(self._n):
+            out.append(self._ring[(self._head + k) % self.limit][0])
+        return out
+
     def clear(self):
         """Forget every call (a new business day); the phrase being said is not cut."""
         for i in range(self.limit):

@@ -42,7 +42,8 @@ def handle(k, cid, raw):
         k.stats["late"] += 1
         r = {"ok": False, "refused": "late", "detail": str(now - m["ts"])}
     elif op == "sync":
-        r = {"ok": True}
+        # the highest number from this counter: one that lost link.json goes on above it
+        r = {"ok": True, "req": max(c.req, last[0] if last is not None else 0)}
     else:
         r = _apply(app, cid, op, m["a"], n)
     return _answer(k, hm, cid, n, _state(k, r, c))

@@ -105,6 +105,8 @@ class CounterLink:
                 self.kiosk_up = up
                 if up:
                     self.kick.set()     # retry now, not at the end of a backoff
+                if not self.app.screen_until:   # 叫号暂停 comes and goes with the kiosk
+                    screens.home(self.app)
         elif topic == self.kbase + "state":
             mine = (d.get("counters") or {}).get(self.cid)
             if isinstance(mine, dict) and self.pend is None and not self.busy:
@@ -157,7 +159,19 @@ class CounterLink:
         self.state = r.get("state", self.state)
         self.staff = r.get("staff")
         self.day = r.get("day", self.day)
+        q = r.get("req")    # a sync's: the kiosk's highest number from this window
+        if isinstance(q, int) and q > self.n:
+            self.n = q      # link.json was lost: never reuse a number the kiosk holds
         self.save()
+
+    async def sync(self):
+        """Ask the kiosk what this window serves. With no request number yet (a new board,
+        link.json lost) it is asked as number 0, which the kiosk never applies nor takes for a
+        repeat, and its answer's "req" sets the number to go on from."""
+        m = await self.ask("sync", {}, 0 if not self.n else None)
+        if m is not None:
+            self.resync = False
+        return m
 
     async def deliver(self):
         """Send the finish the kiosk has not confirmed; its answer, or None."""
@@ -182,6 +196,8 @@ class CounterLink:
             return self._refuse("busy")
         self.busy = True
         try:
+            if not self.n and await self.sync() is None:
+                return self._refuse("not_sent")
             if self.pend is not None and await self.deliver() is None:
                 return self._refuse("not_sent")
             if key == "finish":
@@ -358,12 +374,7 @@ class CounterLink:
                 continue
             self.busy = True
             try:
-                if self.pend is not None:
-                    m = await self.deliver()
-                else:
-                    m = await self.ask("sync", {})
-                    if m is not None:
-                        self.resync = False
+                m = await (self.deliver() if self.pend is not None else self.sync())
             except Exception as e:     # low memory, flash: try again later
                 app.fault_seen("hall link", e)
                 m = None

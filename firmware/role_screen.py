@@ -6,7 +6,9 @@ evt/ticket.recalled and shows the last `link.calls` calls, the newest flashing f
 language through the voice queue (firmware/announcer.py: bounded, never overlapping); a recall
 is announced again. Events are deduplicated by the kiosk's seq (a broker re-delivers what it
 was not sure arrived); calls older than STALE_S by this screen's clock (delivered after an
-outage) are shown, not announced. The last calls and seq survive a power cut (screen.json).
+outage) are shown, not announced. The last calls and seq survive a power cut (screen.json),
+and so do the calls not yet said in full ("say"): written before the broker is told the call
+arrived, said after the power cut unless stale by then.
 The screen cannot check the kiosk's event MACs (it holds no key of the kiosk's): it trusts
 the broker's access control for what it shows, and keeps no record of its own.
 """
@@ -36,6 +38,7 @@ class Screen:
             st = {}
         self.seq = st.get("seq", 0)     # the kiosk's newest call event seen
         self.calls = st.get("calls", [])  # [ticket, counter id, recall] newest first
+        self.unsaid = []        # [ticket, counter id, recall, ts] not yet said in full
         self.dirty = False
         self.top = None         # the newest call's lines and the earlier calls', made once a call
         self.rest = None
@@ -43,6 +46,10 @@ class Screen:
         self.lit = True
         self.voice = Announcer(6)
         self.stats = {"calls": 0, "repeats": 0, "stale": 0}
+        say = st.get("say")
+        for u in say if isinstance(say, list) else ():  # cut off mid-speech: said again, whole
+            if isinstance(u, list) and len(u) == 4 and isinstance(u[0], str) and isinstance(u[1], str):
+                self._announce(u[0][:8], u[1][:8], bool(u[2]), u[3])
 
     def subs(self):
         return ((self.kbase + "ticket.called", 1), (self.kbase + "ticket.recalled", 1),
@@ -66,6 +73,8 @@ class Screen:
         self.top = None
         if e.get("type") == "day.reset":
             self.calls = []
+            self.unsaid = []
+            self.voice.clear()      # yesterday's numbers are not called today
             screens.home(self.app)
             return
         t, cid = d.get("ticket"), d.get("counter")
@@ -75,17 +84,30 @@ class Screen:
         self.calls.insert(0, [t[:8], cid[:8], recall])
         del self.calls[self.keep:]
         self.stats["calls"] += 1
-        now = self.app.now()
-        ts = e.get("ts")
-        if now >= _CLOCK_SET and isinstance(ts, int) and abs(now - ts) > STALE_S:
-            self.stats["stale"] += 1
-        else:
-            names = messages.hall_text("ctr." + cid, cid)
-            langs = self.app.langs
-            self.voice.add(t, tuple((langs[i], names[i]) for i in range(min(2, len(langs)))), recall)
+        self._announce(t[:8], cid[:8], recall, e.get("ts"))
+        try:    # on flash before on_message returns, i.e. before the PUBACK goes
+            self.save()
+        except Exception:   # low memory, flash: run() writes it
+            self.dirty = True
         self.flash_until = ticks_add(self.app.hal.clock.ticks_ms(), FLASH_MS)
         self.lit = True
         screens.home(self.app)
+
+    def _announce(self, t, cid, recall, ts):
+        now = self.app.now()
+        if now >= _CLOCK_SET and isinstance(ts, int) and abs(now - ts) > STALE_S:
+            self.stats["stale"] += 1
+            return
+        names = messages.hall_text("ctr." + cid, cid)
+        langs = self.app.langs
+        self.voice.add(t, tuple((langs[i], names[i]) for i in range(min(2, len(langs)))), recall)
+        u = self.unsaid
+        u.append([t, cid, recall, ts])
+        del u[:-7]      # the voice queue holds 6 and the one being said
+
+    def save(self):
+        self.dirty = False
+        store.write_json(self.path, {"seq": self.seq, "calls": self.calls, "say": self.unsaid})
 
     def home(self):
         """The newest call in both languages (what flashes), then 最近叫号 Recent calls and a
@@ -125,9 +147,13 @@ class Screen:
                     text = self.voice.next_text()
                     if text:
                         v.say(text)
+                    left = self.voice.tickets()
+                    u = [x for x in self.unsaid if x[0] in left]
+                    if len(u) != len(self.unsaid):  # a call said in full
+                        self.unsaid = u
+                        self.dirty = True
                 if self.dirty:
-                    self.dirty = False
-                    store.write_json(self.path, {"seq": self.seq, "calls": self.calls})
+                    self.save()
             except Exception as e:
                 app.fault_seen("screen", e)
                 await asyncio.sleep_ms(1000)

@@ -183,6 +183,8 @@ class Control:
                 adv = req["advance_s"]
                 if not isinstance(adv, int) or isinstance(adv, bool):
                     return {"ok": False, "error": "advance_s must be an integer"}
+                if not 0 <= hal.clock.time() + adv < 1 << 32:    # beyond: the RTC has no such time
+                    return {"ok": False, "error": "advance_s would take the clock outside epoch 0..2**32-1"}
                 hal.clock.advance(adv)
             elif "set" in req:
                 # a step behind the firmware's back (an RTC set by hand, one that lost power):

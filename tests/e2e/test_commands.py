@@ -128,6 +128,13 @@ def test_time_set_corrects_a_clock_lost_to_2000_and_is_range_checked(sim, sub):
     assert sim.press("ticket:A")["ok"]
 
 
+def test_a_clock_advance_beyond_the_rtc_is_refused_and_the_device_goes_on(sim):
+    for adv in (10 ** 30, -(10 ** 12), 1 << 32):
+        r = sim.ask({"op": "clock", "advance_s": adv})
+        assert r["ok"] is False and "outside" in r["error"], (adv, r)
+    assert sim.press("ticket:A")["ok"]
+
+
 def test_captured_command_replayed_after_the_clock_moved_back_is_refused(sim, sub):
     sim.wait_drained()
     captured = sign_command(KEY, "day.reset")

@@ -112,3 +112,20 @@ def test_a_busy_hall_holds_no_more_than_the_ring():
         assert len(a) <= 7
     assert a.dropped > 0
     assert len(_drain(a)) <= 2 * 7
+
+
+def test_tickets_are_the_calls_not_said_in_full():
+    """What the call screen keeps on flash across a power cut (firmware/role_screen.py)."""
+    a = Announcer(limit=3)
+    assert a.tickets() == []
+    a.add("A001", C3, False)
+    a.add("A002", C3, False)
+    assert a.tickets() == ["A001", "A002"]
+    a.next_text()                       # A001's first language is being said
+    assert a.tickets() == ["A001", "A002"]
+    a.next_text()                       # its last language is being said: not yet in full
+    assert a.tickets() == ["A001", "A002"]
+    a.next_text()                       # A001 said in full, A002 begins
+    assert a.tickets() == ["A002"]
+    _drain(a)
+    assert a.tickets() == []
