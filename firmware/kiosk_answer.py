@@ -50,8 +50,13 @@ def handle(k, cid, raw):
 
 
 def _apply(app, cid, op, args, n):
-    if op == "finish" and app.hall.counter(cid).current is None:
+    c = app.hall.counter(cid)
+    if op == "finish" and c.current is None:
         return {"ok": False, "refused": "not_serving"}
+    if op == "next" and c.current is not None:
+        # A counter finishes before it asks `next` (its rating window opens on that finish):
+        # this one does not know it serves (an answer lost). Finished here, nobody could rate.
+        return {"ok": False, "refused": "serving", "detail": app.hall._ticket_fields(c, c.current)["ticket"]}
     try:
         events = app.decide_staff(cid, op, args)
     except Refused as e:

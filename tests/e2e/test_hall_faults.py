@@ -1,9 +1,12 @@
 """A hall (kiosk / counter / screen over MQTT) under faults found by an attack pass: each test
 failed before its fix."""
+import json
 import os
 import time
 
-from tests.e2e.test_hall import _hall, wait_until
+from tests.broker import Subscriber
+from tests.e2e.harness import events, publish
+from tests.e2e.test_hall import SITE, _hall, _request, settle, wait_until
 
 
 def _lines(sim):
@@ -89,7 +92,6 @@ def test_calls_not_yet_said_survive_a_screen_power_cut(broker, request):
 
 def test_a_screen_json_with_hostile_calls_to_say_still_boots(broker, request):
     """screen.json's calls to say are read at boot: whatever is there, the screen comes up."""
-    import json
     hall = _hall(broker, request, counters=1)
     scr = hall.sims["screen"]
     path = os.path.join(scr.state, "flash", "screen.json")
@@ -103,3 +105,33 @@ def test_a_screen_json_with_hostile_calls_to_say_still_boots(broker, request):
     assert hall.kiosk.press("ticket:A")["ok"]
     assert hall.counter("1").press("next")["ticket"] == "A001"
     wait_until(lambda: any("请A001号" in x for x in _said(scr)), 15, "the call said")
+
+
+def test_next_from_a_counter_that_does_not_know_it_serves_finishes_nobody(broker, sub, request):
+    """A `next` whose answer was lost left the counter not knowing it serves A001; its next
+    `next` must not finish A001 at the kiosk (a finished service nobody could rate): it is
+    refused `serving` with the ticket, and the counter takes A001 back."""
+    hall = _hall(broker, request, counters=1, screen=False)
+    for _ in range(2):
+        assert hall.kiosk.press("ticket:A")["ok"]
+    base = "qterm/v1/%s/kiosk/hall/" % SITE
+    cfg = hall.cfgs["ctr1"]
+    ans = Subscriber(broker.port, base + "ans/#")
+    request.addfinalizer(ans.stop)
+
+    def answer(n):
+        for ln in ans.lines():
+            m = json.loads(ln.partition(" ")[2])
+            if m["n"] == n:
+                return m
+        return None
+    publish(broker.port, base + "req/1", _request(cfg, "next", 500), qos=0)     # its answer "lost"
+    assert wait_until(lambda: answer(500), what="the call's answer")["r"]["serving"][0] == "A001"
+    time.sleep(3.5)       # past the kiosk's next guard: not a bounce
+    publish(broker.port, base + "req/1", _request(cfg, "next", 501), qos=0)
+    a = wait_until(lambda: answer(501), what="the second next's answer")
+    assert not a["ok"] and a["r"]["refused"] == "serving" and a["r"]["detail"] == "A001", a
+    assert a["r"]["serving"][0] == "A001"
+    settle(hall, sub)
+    assert events(sub, "service.finished", dev="kiosk") == []
+    assert [e["data"]["ticket"] for e in events(sub, "ticket.called", dev="kiosk")] == ["A001"]
