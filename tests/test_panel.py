@@ -155,7 +155,8 @@ def test_buttons_follow_the_role():
     assert c1[:5] == [(b, "1") for b in ("next", "recall", "skip", "finish", "pause")]
     assert c1[5:] == [("rate%d" % i, "1") for i in (5, 4, 3, 2, 1)]
     counter = {"ok": True, "role": "counter", "hall": {"state": "open", "serving": None}}
-    groups = panel.panel_buttons(counter, {"services": {}, "counters": {"3": "3号窗口 Counter 3"}})
+    groups = panel.panel_buttons(counter, {"services": {}, "counters": {"2": "2号窗口 Counter 2", "3": "3号窗口 Counter 3"},
+                                           "own": "3"})
     assert len(groups) == 1 and groups[0]["title"] == "3号窗口 Counter 3"
     assert [k["button"] for k in groups[0]["keys"]][:2] == ["next", "recall"]
     assert all("counter" not in k for k in groups[0]["keys"])

@@ -217,6 +217,10 @@ def decode(data):
                         raise DecodeError("offset %d: GS ( k for symbol type other than QR (cn=%r)" %
                                           (i, params[:1].hex()))
                     fn = params[1]
+                    if fn in (0x41, 0x43, 0x45, 0x50) and plen < 3:
+                        raise DecodeError("offset %d: QR function %d without its parameter" % (i, fn))
+                    if fn == 0x45 and not 0x30 <= params[2] <= 0x33:
+                        raise DecodeError("offset %d: QR error level %d (48..51 expected)" % (i, params[2]))
                     if fn == 0x41:
                         qr_store["model"] = params[2] - 48
                     elif fn == 0x43:

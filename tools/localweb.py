@@ -19,6 +19,12 @@ class LocalHandler(BaseHTTPRequestHandler):
         return self.host_name() in LOOPBACK_NAMES
 
     def _send(self, code, ctype, body):
+        try:
+            self._answer(code, ctype, body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True    # the client left before the answer: nothing to do
+
+    def _answer(self, code, ctype, body):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))

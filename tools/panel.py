@@ -19,6 +19,7 @@ second): with no page open the devices are not asked anything.
 import argparse
 import collections
 import json
+import math
 import os
 import socket
 import sys
@@ -33,6 +34,8 @@ from tools.ticket import blocks
 TICKETS_SHOWN = 5
 EVENTS_SHOWN = 50
 VOICE_LINES = 8
+MAX_BODY = 4096
+VIEW_WAIT_S = 2.0       # a device's status and display: it answers in ms, or is not answering
 STAFF_KEYS = ("next", "recall", "skip", "finish", "pause")
 RATE_KEYS = ("rate5", "rate4", "rate3", "rate2", "rate1")
 
@@ -47,18 +50,26 @@ class Device:
         self.state = state
         self.names = _names(config)
         self._lock = threading.Lock()
-        self._file = None
+        self._sock = self._file = None
         self._tickets = (None, [])      # ((size, mtime_ns), decoded) of printer.bin
         self.buttons = set()            # what the page was last offered
 
-    def ask(self, req, timeout=10):
-        with self._lock:
-            for attempt in (0, 1):      # a device restarted since: one reconnect
+    def ask(self, req, timeout=10, wait=None):
+        """The device's answer to req, or {"ok": False, "error"}. Sent again only when the
+        connection kept from before turned out closed (the device restarted since) - never
+        after a wait for the answer ran out: the device has the request and may still do it,
+        and a press done twice is a second ticket or call. wait: seconds to wait for another
+        request to this device to end (None: as long as it takes)."""
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
+            return {"ok": False, "error": "127.0.0.1:%d: busy with a request that has not been answered" % self.control}
+        try:
+            for attempt in (0, 1):
+                kept = self._file is not None
                 try:
-                    if self._file is None:
-                        s = socket.create_connection(("127.0.0.1", self.control), 2)
-                        s.settimeout(timeout)
-                        self._file = s.makefile("rwb")
+                    if not kept:
+                        self._sock = socket.create_connection(("127.0.0.1", self.control), 2)
+                        self._file = self._sock.makefile("rwb")
+                    self._sock.settimeout(timeout)
                     self._file.write(json.dumps(req).encode() + b"\n")
                     self._file.flush()
                     line = self._file.readline()
@@ -67,16 +78,21 @@ class Device:
                     return json.loads(line)
                 except (OSError, ValueError) as e:
                     self._close()
-                    if attempt:
+                    if attempt or not kept or isinstance(e, (TimeoutError, ValueError)):
+                        if isinstance(e, TimeoutError):
+                            e = "no answer within %g s (the device may still do it)" % timeout
                         return {"ok": False, "error": "127.0.0.1:%d: %s" % (self.control, e)}
+        finally:
+            self._lock.release()
 
     def _close(self):
-        if self._file is not None:
-            try:
-                self._file.close()
-            except OSError:
-                pass
-            self._file = None
+        for f in (self._file, self._sock):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self._sock = self._file = None
 
     def path(self, name):
         return os.path.join(self.state, name)
@@ -91,9 +107,11 @@ class Device:
         if self._tickets[0] != key:
             with open(self.path("printer.bin"), "rb") as f:
                 data = f.read()
-            out = []
-            for t, state, note in blocks(data)[-TICKETS_SHOWN:]:
-                out.append(_ticket(t, state, note))
+            try:
+                decoded = blocks(data)[-TICKETS_SHOWN:]
+            except Exception as e:     # a decoder gap must not take the page down: say it
+                decoded = [(None, "bad", "printer bytes not decoded: %s: %s" % (type(e).__name__, e))]
+            out = [_ticket(t, state, note) for t, state, note in decoded]
             self._tickets = (key, out[::-1])
         return self._tickets[1]
 
@@ -113,9 +131,10 @@ class Device:
             return None
 
     def view(self, index):
-        """What the page shows of this device now."""
-        status = self.ask({"op": "status"})
-        display = self.ask({"op": "display"})
+        """What the page shows of this device now. Quick to give up: one device that does not
+        answer (stopped, stuck, busy with a press) must not hold up every device's view."""
+        status = self.ask({"op": "status"}, timeout=VIEW_WAIT_S, wait=VIEW_WAIT_S)
+        display = self.ask({"op": "display"}, timeout=VIEW_WAIT_S, wait=VIEW_WAIT_S) if status.get("ok") else {}
         buttons = panel_buttons(status, self.names)
         self.buttons = {(b["button"], b.get("counter")) for group in buttons for b in group["keys"]}
         mtime = self.image()
@@ -130,13 +149,19 @@ class Device:
 
 
 def _names(config):
-    """{"services": {code: "name"}, "counters": {id: "name"}} from a config file, or empty."""
-    out = {"services": {}, "counters": {}}
+    """{"services": {code: "name"}, "counters": {id: "name"}, "own": counter id of a counter
+    device (its link.counter) or None} from a config file, or empty."""
+    out = {"services": {}, "counters": {}, "own": None}
     try:
         with open(config, encoding="utf-8") as f:
             cfg = json.load(f)
     except (OSError, TypeError, ValueError):
         return out
+    if not isinstance(cfg, dict):
+        return out
+    link = cfg.get("link")
+    if isinstance(link, dict) and isinstance(link.get("counter"), str):
+        out["own"] = link["counter"]
     for key, field in (("services", "code"), ("counters", "id")):
         for item in cfg.get(key) or []:
             if isinstance(item, dict) and isinstance(item.get(field), str):
@@ -187,7 +212,8 @@ def panel_buttons(status, names=None):
             groups.append({"title": title, "keys": [{"button": k, "label": k, "counter": cid}
                                                     for k in STAFF_KEYS + RATE_KEYS]})
     elif role == "counter":     # a counter device presses its own keys (its status names no id)
-        title = " ".join(names["counters"].values()) or "窗口 Counter"
+        own = names.get("own")
+        title = names["counters"].get(own) or ("%s号窗口 Counter %s" % (own, own) if own else "窗口 Counter")
         groups.append({"title": title, "keys": [{"button": k, "label": k} for k in STAFF_KEYS + RATE_KEYS]})
     return groups
 
@@ -255,9 +281,20 @@ class Events:
             e = {}
         data = e.get("data") if isinstance(e.get("data"), dict) else {}
         parts = topic.split("/")
-        self.latest.append({"device": e.get("dev") or (parts[3] if len(parts) > 3 else ""), "seq": e.get("seq"),
-                            "ts": e.get("ts"), "type": e.get("type") or topic.rsplit("/", 1)[-1],
+        dev, etype = e.get("dev"), e.get("type")
+        # anyone on the broker may publish: only plain values reach the page (a NaN would
+        # make the whole /api/panel unreadable to the browser's JSON parser)
+        self.latest.append({"device": (dev if isinstance(dev, str) and dev else (parts[3] if len(parts) > 3 else ""))[:64],
+                            "seq": _number(e.get("seq")), "ts": _number(e.get("ts")),
+                            "type": (etype if isinstance(etype, str) and etype else topic.rsplit("/", 1)[-1])[:64],
                             "data": json.dumps(data, ensure_ascii=False, sort_keys=True)[:300]})
+
+
+def _number(v):
+    """v if it is a finite number JSON can carry, else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return v if math.isfinite(v) else None
 
 
 def devices_from_hall(path):
@@ -312,9 +349,17 @@ class Handler(LocalHandler):
             return self._json(404, {"ok": False, "error": "not found"})
         try:
             n = int(self.headers.get("Content-Length") or 0)
-            req = json.loads(self.rfile.read(min(n, 4096)))
+        except ValueError:
+            n = -1
+        if not 0 <= n <= MAX_BODY:
+            self.close_connection = True    # the rest of the body is not read: answered, then closed
+            return self._json(413 if n > MAX_BODY else 400, {"ok": False, "error": "a press is a small JSON body"})
+        try:
+            req = json.loads(self.rfile.read(n))
             dev = self._device(str(req["device"]))
             button, counter = req["button"], req.get("counter")
+            if not isinstance(button, str) or not (counter is None or isinstance(counter, str)):
+                raise TypeError("button and counter are strings")
         except (ValueError, KeyError, TypeError):
             return self._json(400, {"ok": False, "error": "bad request"})
         if dev is None or (button, counter) not in dev.buttons:
@@ -326,7 +371,8 @@ class Handler(LocalHandler):
 
     def _device(self, index):
         devices = self.server.devices
-        return devices[int(index)] if index.isdigit() and int(index) < len(devices) else None
+        ok = index.isascii() and index.isdigit()     # '²'.isdigit() too, and int() refuses it
+        return devices[int(index)] if ok and int(index) < len(devices) else None
 
     def _host_ok(self):
         return self.loopback_host()
@@ -350,8 +396,17 @@ class PanelServer(ThreadingHTTPServer):
 
     def snapshot(self):
         return {"generated": time.time(), "events_state": self.events.state,
-                "devices": [d.view(i) for i, d in enumerate(self.devices)],
+                "devices": [self._view(d, i) for i, d in enumerate(self.devices)],
                 "events": list(self.events.latest)[::-1]}
+
+    @staticmethod
+    def _view(d, i):
+        try:
+            return d.view(i)
+        except Exception as e:     # one device's oddity is shown on its box, not a dead page
+            return {"index": i, "name": d.name, "control": d.control, "role": None,
+                    "error": "panel: %s: %s" % (type(e).__name__, e), "summary": "",
+                    "display": {"lines": [], "image": None}, "buttons": [], "tickets": [], "voice": []}
 
     def start(self):
         self.events.start()
