@@ -83,7 +83,7 @@ def open_request(hm, raw, cid, device):
 
 def open_answer(hm, raw, cid):
     m = _open(hm, raw, _ANS)
-    if m is None or m["c"] != cid or not _count(m["n"]) or not isinstance(m["r"], dict):
+    if m is None or m["c"] != cid or not _count(m["n"]) or not _count(m["ts"]) or not isinstance(m["r"], dict):
         return None
     return m
 

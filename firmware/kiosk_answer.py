@@ -51,8 +51,11 @@ def handle(k, cid, raw):
 
 def _apply(app, cid, op, args, n):
     c = app.hall.counter(cid)
-    if op == "finish" and c.current is None:
-        return {"ok": False, "refused": "not_serving"}
+    if op == "finish" and (c.current is None or args.get("ticket", "") not in
+                           ("", app.hall._ticket_fields(c, c.current)["ticket"])):
+        # nothing served, or not the ticket the counter finished (a backend parked it and
+        # called another meanwhile): that one was never served here
+        return {"ok": False, "refused": "not_serving", "detail": str(args.get("ticket"))[:8]}
     if op == "next" and c.current is not None:
         # A counter finishes before it asks `next` (its rating window opens on that finish):
         # this one does not know it serves (an answer lost). Finished here, nobody could rate.

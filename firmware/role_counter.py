@@ -4,7 +4,8 @@ kiosk for every queue decision over the hall protocol (firmware/hallnet.py).
 The kiosk is the truth about the queue; this device is the truth about its ratings. What it
 must not forget across a power cut is in <root>/link.json, written before anything is sent:
   n        the last request number used (never reused, so the kiosk applies each once)
-  pend     [n] of a `finish` the kiosk has not confirmed yet (delivered, once, when it is back)
+  pend     [n, ticket] of a `finish` the kiosk has not confirmed yet (delivered, once, when it
+           is back; the kiosk finishes that ticket or refuses)
   serving  [ticket, service] this window serves; state/staff/day as the kiosk last said
   rate     [ticket, service, staff, opened ts, finish request n, finish event seq, day] of the
            open rating window: a rating names the kiosk's finished service by it
@@ -61,6 +62,7 @@ class CounterLink:
         self.event = asyncio.Event()
         self.kick = asyncio.Event()
         self.stats = {"not_sent": 0, "bad_answers": 0, "late_answers": 0}
+        self.skew = 0           # the kiosk's clock minus this one's, learnt from a `late` refusal
         self.entry = None       # the keypad's KeyEntry, from the first key on
         if self.rate:   # the window stays open across a power cut (quietly: booting)
             app.pads[self.cid].open(self.rate[:4], app.hal.clock.ticks_ms(), app.now())
@@ -124,7 +126,7 @@ class CounterLink:
             n = self.n
             self.save()     # before sending: a number is never used twice
         raw = hallnet.sign(self.hm, {"a": args, "c": self.cid, "dev": self.dev, "n": n, "op": op,
-                                     "ts": app.now()})
+                                     "ts": app.now() + self.skew})
         self.want = n
         self.got = None
         for wait_ms in (1500, 2500):
@@ -174,13 +176,17 @@ class CounterLink:
         return m
 
     async def deliver(self):
-        """Send the finish the kiosk has not confirmed; its answer, or None."""
-        n = self.pend[0]
-        m = await self.ask("finish", {}, n)
+        """Send the finish the kiosk has not confirmed; its answer, or None. It names its
+        ticket: the kiosk finishes that service or refuses, never whatever a backend made this
+        window serve meanwhile (a rating would be bound to a service nobody rated)."""
+        p = self.pend
+        m = await self.ask("finish", {"ticket": p[1]} if len(p) > 1 else {}, p[0])
         if m is not None:
             self.pend = None
+            s = m["r"].get("serving")       # the kiosk's word, now that no finish is pending
+            self.serving = list(s) if s else None
             rate = self.rate
-            if rate and rate[4] == n and rate[5] is None and m["ok"]:
+            if rate and rate[4] == p[0] and rate[5] is None and m["ok"]:
                 rate[5] = m["r"].get("fin_seq")
             self.save()
             screens.home(self.app)
@@ -213,6 +219,11 @@ class CounterLink:
                     return self._refuse("not_sent")
                 done = f["events"]
             m = await self.ask(key, args)
+            if m is not None and not m["ok"] and m["r"].get("refused") == "late":
+                # this clock is off (a flat RTC cell, no NTP): the request was refused, not
+                # applied. Stamp with the kiosk's time (its signed answer) and ask once more.
+                self.skew = m["ts"] - self.app.now()
+                m = await self.ask(key, args)
             if m is None:
                 return self._refuse("not_sent")
             r = m["r"]
@@ -239,20 +250,34 @@ class CounterLink:
         if pad.stage != IDLE:
             app._expire(pad)    # the last citizen's window ends with this service
         t, svc = self.serving
-        self.n += 1
-        n = self.n
-        self.pend = [n]
+        was = (self.n, self.pend, self.rate)
+        n = self.n = self.n + 1
+        self.pend = [n, t]
         self.rate = [t, svc, self.staff, app.now(), n, None, self.day]
         self.serving = None
-        self.save()     # from here the service is over, on this side, power cut or not
-        m = await self.deliver()
-        if m is not None and not m["ok"]:
-            # the kiosk holds no such service (a backend moved it): nothing to rate
-            self.rate = None
-            self.save()
-            r = m["r"]
-            return self._refuse(r.get("refused") or "error", r.get("detail") or "")
-        self.open_pad()
+        try:
+            self.save()     # from here the service is over, on this side, power cut or not
+        except MemoryError:     # not on flash: as if not pressed (the press may be tried again)
+            self.n, self.pend, self.rate = was
+            self.serving = [t, svc]
+            raise
+        # Past the point of no return nothing may escape: the press would be tried again and
+        # find nobody served. Short of memory, the finish waits in `pend` as when the kiosk is
+        # away, and a window that could not open is opened by run().
+        try:
+            m = await self.deliver()
+        except MemoryError:
+            m = None
+        try:
+            if m is not None and not m["ok"]:
+                # the kiosk holds no such service (a backend moved it): nothing to rate
+                self.rate = None
+                self.save()
+                r = m["r"]
+                return self._refuse(r.get("refused") or "error", r.get("detail") or "")
+            self.open_pad()
+        except MemoryError:
+            pass
         return {"ok": True, "events": ["service.finished"] if m else [], "ticket": t, "queued": m is None}
 
     def _refuse(self, reason, detail=""):
@@ -367,6 +392,8 @@ class CounterLink:
                 await asyncio.wait_for_ms(self.kick.wait(), backoff)
             except asyncio.TimeoutError:
                 pass
+            if not self.busy and self.rate and app.pads[self.cid].stage == IDLE:
+                self.open_pad()     # a finish whose window could not open (short of memory)
             if self.busy or not app.publisher.connected():
                 continue
             if self.pend is None and not self.resync and self.reached:
