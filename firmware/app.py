@@ -281,12 +281,13 @@ class App:
         """Handle one debounced press; returns a result dict (also given to buttons.handled).
         Running short of memory is an answer, not a crash: nothing was made durable. A
         citizen comes before the backend: short of memory, a press sheds the idle command
-        code and is tried again a moment later, three times (a connect, a snapshot or a
-        command holds its RAM only briefly) - only while nothing of it has reached flash."""
+        code and is tried again a moment later, four times within ~2.3 s (a connect, a snapshot,
+        hall requests or a command hold their RAM only briefly; on a busy kiosk 0.8 s was not
+        always enough) - only while nothing of it has reached flash."""
         seq = self.stamper.seq
         self.pressing += 1
         try:
-            for pause in (30, 200, 600, 0):
+            for pause in (30, 200, 600, 1500, 0):
                 try:
                     r = await self._try_press(name)
                 except MemoryError:     # (no heap even for its coroutine)

@@ -15,7 +15,7 @@ os.environ.setdefault("QTERM_FRAMES", "0")
 # use"). Such a failure, and only such, is run again (up to twice); every one is listed at the
 # end of the run, so the limit stays in sight. A test refused three times fails.
 _SHORT = ("'refused': 'memory'", "device out of memory", "'low_memory'", "refused: memory")
-_TRIES = 3      # the other test worker keeps the host as busy on a rerun: up to two more
+_TRIES = int(os.environ.get("QTERM_MEMORY_TRIES") or 3)   # up to two more (1: see the first failure)
 
 
 def _short_of_memory(reports):
