@@ -55,7 +55,7 @@ def _apply(app, cid, op, args, n):
                            ("", app.hall._ticket_fields(c, c.current)["ticket"])):
         # nothing served, or not the ticket the counter finished (a backend parked it and
         # called another meanwhile): that one was never served here
-        return {"ok": False, "refused": "not_serving", "detail": str(args.get("ticket"))[:8]}
+        return {"ok": False, "refused": "not_serving", "detail": str(args.get("ticket") or "")[:8]}
     if op == "next" and c.current is not None:
         # A counter finishes before it asks `next` (its rating window opens on that finish):
         # this one does not know it serves (an answer lost). Finished here, nobody could rate.

@@ -147,11 +147,12 @@ class Screen:
                     text = self.voice.next_text()
                     if text:
                         v.say(text)
-                    left = self.voice.tickets()
-                    u = [x for x in self.unsaid if x[0] in left]
-                    if len(u) != len(self.unsaid):  # a call said in full
-                        self.unsaid = u
-                        self.dirty = True
+                    if self.unsaid:     # (idle: no lists made every 100 ms)
+                        left = self.voice.tickets()
+                        u = [x for x in self.unsaid if x[0] in left]
+                        if len(u) != len(self.unsaid):  # a call said in full
+                            self.unsaid = u
+                            self.dirty = True
                 if self.dirty:
                     self.save()
             except Exception as e:
