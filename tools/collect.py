@@ -153,15 +153,18 @@ class Keys:
         except OSError:
             return None
 
+    def _find(self, site, dev):
+        return (site is not None and self.keys.get(site + "/" + dev)) or self.keys.get(dev)
+
     def lookup(self, site, dev):
-        key = (site is not None and self.keys.get(site + "/" + dev)) or self.keys.get(dev)
+        key = self._find(site, dev)
         if key is None and self.path and self._stat() != self._mtime:
             try:
                 self.keys = default_keys(self.path)[1]
                 self._mtime = self._stat()
             except UsageError as e:
                 print("collect: key store not reloaded: %s" % e, file=sys.stderr)
-            key = (site is not None and self.keys.get(site + "/" + dev)) or self.keys.get(dev)
+            key = self._find(site, dev)
         return key
 
 

@@ -254,13 +254,14 @@ def hall_queue(db, day, roles, payloads):
     return waiting, counters
 
 
-def health(db, devices, roles, payloads, day):
-    """One row per device: presence, backlog, paper, last event, suspect messages."""
+def health(db, devices, roles, payloads, day, suspects):
+    """One row per device: presence, backlog, paper, last event, suspect messages (suspects:
+    halldb.suspect_counts)."""
     since = day_window(day)[0] if day else None
     beats = _latest_by_device(db, "device.heartbeat", since)
     papers = _latest_by_device(db, "printer.status")
     suspect = collections.Counter()
-    for (dev, _verdict), n in halldb.suspect_counts(db).items():
+    for (dev, _verdict), n in suspects.items():
         suspect[dev] += n
     rows = []
     for device in devices:
@@ -299,6 +300,7 @@ def live(db):
     payloads = _payloads(db)
     devices = _devices(db)
     roles = _roles(db)
+    suspects = halldb.suspect_counts(db)    # per device and in all: one read of the table
     day = business_day(db, payloads)
     if day:
         sat, bad = satisfaction(db, day)
@@ -313,8 +315,8 @@ def live(db):
         "counters": counters,
         "satisfaction": sat,
         "bad_ratings": bad,
-        "devices": health(db, devices, roles, payloads, day),
-        "suspect_total": sum(halldb.suspect_counts(db).values()),
+        "devices": health(db, devices, roles, payloads, day, suspects),
+        "suspect_total": sum(suspects.values()),
     }
 
 
